@@ -1,0 +1,1 @@
+"""Pure library: reading, cleaning, embedding, deduplicating and clustering articles."""
