@@ -1,0 +1,1 @@
+"""The Streamlit dashboard; it reads through `warehouse.queries` only."""

@@ -1,0 +1,1 @@
+"""Orchestration: the Prefect flows, their settings and the `newswatch` command line."""

@@ -1,0 +1,241 @@
+"""The ingest pipeline's stages as plain functions: prepare → embed → dedupe and cluster → load.
+
+The Prefect flow in `flows.ingest` wraps each stage in a task; tests and benchmarks can call
+them directly. Each stage that needs the warehouse opens it only for as long as it reads or
+writes, so other processes can query between stages.
+"""
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import courlan
+import numpy as np
+
+from extract.cluster import ClusterItem, ClusterRules, Story, StoryAssignment, assign_stories
+from extract.content import Article, text_hash
+from extract.dedupe import DedupeItem, DedupeRules, find_duplicates
+from extract.embed import Embedder
+from extract.terms import TermWeights, extract_terms
+from flows.settings import Settings
+from warehouse.connection import open_warehouse
+from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, load_batch
+from warehouse.queries import StoredArticle, recent_articles, stored_embeddings, stored_urls, term_statistics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedArticle:
+    """An article with its keys, terms and (once embedded) vector."""
+
+    article: Article
+    article_id: str
+    canonical_url: str
+    text_hash: str
+    terms: Counter
+    event_time: datetime
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class Verdicts:
+    """Duplicate links and story assignments of a batch, keyed by article_id."""
+
+    duplicates: dict = field(default_factory=dict)
+    stories: dict = field(default_factory=dict)
+
+    @property
+    def new_stories(self) -> int:
+        return len({a.story_id for a in self.stories.values() if a.opened})
+
+
+def article_id_for(url: str) -> str:
+    """Stable primary key of an article: a hash of its URL."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def canonical_url(url: str) -> str:
+    """The URL without tracking parameters, fragments or default ports (web URLs only)."""
+    if url.startswith(("http://", "https://")):
+        try:
+            return courlan.normalize_url(url, strict=True)
+        except ValueError:
+            return url
+    return url
+
+
+@lru_cache(maxsize=4)
+def _embedder(model: str, chunk_tokens: int, batch_size: int, threads: int) -> Embedder:
+    return Embedder(model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None)
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for these settings (the model loads once per process)."""
+    return _embedder(settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads)
+
+
+def embedding_model_key(settings: Settings) -> str:
+    """What stored vectors are keyed by: the model and how articles were chunked for it."""
+    return f"{settings.model}@{settings.chunk_tokens}"
+
+
+def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -> tuple[list[PreparedArticle], int]:
+    """Key the articles, drop those already stored or repeated in the batch, oldest first.
+
+    Returns:
+        The new articles, and how many were already stored.
+    """
+    unique = {article.url: article for article in articles}
+    with open_warehouse(db) as connection:
+        known = stored_urls(connection, list(unique))
+    prepared = [
+        PreparedArticle(
+            article=article,
+            article_id=article_id_for(url),
+            canonical_url=canonical_url(url),
+            text_hash=text_hash(article.text),
+            terms=extract_terms(article.title, article.text),
+            event_time=article.published_at or ingested_at,
+        )
+        for url, article in unique.items()
+        if url not in known
+    ]
+    prepared.sort(key=lambda item: (item.event_time, item.article.url))
+    return prepared, len(known)
+
+
+def embed_articles(prepared: list[PreparedArticle], db: Path, settings: Settings) -> list[EmbeddingRow]:
+    """Give every article a vector, reusing stored ones; returns the newly computed rows."""
+    model_key = embedding_model_key(settings)
+    hashes = sorted({item.text_hash for item in prepared})
+    with open_warehouse(db) as connection:
+        known = stored_embeddings(connection, model_key, hashes)
+    missing = {item.text_hash: item.article.text for item in prepared if item.text_hash not in known}
+    rows: list[EmbeddingRow] = []
+    if missing:
+        vectors, chunk_counts = get_embedder(settings).embed(list(missing.values()))
+        now = datetime.now(UTC)
+        for (digest, _), vector, chunks in zip(missing.items(), vectors, chunk_counts):
+            known[digest] = vector
+            rows.append(EmbeddingRow(digest, model_key, vector.tolist(), chunks, now))
+    for item in prepared:
+        item.vector = known[item.text_hash]
+    logger.info("embedded %d texts, reused %d", len(missing), len(hashes) - len(missing))
+    return rows
+
+
+def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Verdicts:
+    """Find duplicates and assign stories against recent stored articles."""
+    if not prepared:
+        return Verdicts()
+    window = timedelta(days=settings.story_window_days)
+    since = min(item.event_time for item in prepared) - window
+    batch_terms = Counter()
+    for item in prepared:
+        batch_terms.update(item.terms.keys())
+    with open_warehouse(db) as connection:
+        history = recent_articles(
+            connection,
+            embedding_model_key(settings),
+            since,
+            [item.canonical_url for item in prepared],
+            [item.text_hash for item in prepared],
+        )
+        document_counts, total = term_statistics(connection, list(batch_terms))
+    history = [stored for stored in history if stored.vector is not None]
+
+    duplicates = find_duplicates(
+        [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms) for p in prepared],
+        [DedupeItem(h.article_id, h.canonical_url, h.text_hash, h.text, h.vector, h.terms, h.duplicate_of) for h in history],
+        DedupeRules(
+            copy_jaccard=settings.copy_jaccard,
+            rewrite_similarity=settings.rewrite_similarity,
+            rewrite_term_overlap=settings.rewrite_term_overlap,
+        ),
+    )
+
+    stories = _story_states(history)
+    originals = [p for p in prepared if p.article_id not in duplicates]
+    # The batch's own originals count towards document frequencies: a new name is rare, not unseen.
+    for item in originals:
+        for term in item.terms:
+            document_counts[term] = document_counts.get(term, 0) + 1
+    weights = TermWeights(
+        document_counts, total + len(originals), settings.term_prior_documents, settings.term_language
+    )
+    assignments = assign_stories(
+        [ClusterItem(p.article_id, p.vector, p.terms, p.event_time) for p in originals],
+        stories,
+        weights,
+        ClusterRules(
+            embedding_weight=settings.story_embedding_weight,
+            threshold=settings.story_threshold,
+            window=window,
+            refine_passes=settings.story_refine_passes,
+        ),
+    )
+    # A duplicate belongs to its original's story.
+    story_of = {h.article_id: h.story_id for h in history}
+    story_of.update({article_id: a.story_id for article_id, a in assignments.items()})
+    for article_id, match in duplicates.items():
+        assignments[article_id] = StoryAssignment(story_of[match.original_id], match.similarity, False)
+    return Verdicts(duplicates, assignments)
+
+
+def _story_states(history: list[StoredArticle]) -> list[Story]:
+    """Clustering state of the stored stories, summed over their original members."""
+    stories: dict[str, Story] = {}
+    for stored in history:
+        if stored.duplicate_of is not None:
+            continue
+        story = stories.get(stored.story_id)
+        if story is None:
+            story = stories[stored.story_id] = Story(stored.story_id, np.zeros_like(stored.vector))
+        story.vector_sum = story.vector_sum + stored.vector
+        story.term_counts.update(stored.terms)
+        story.members.add(stored.article_id)
+        story.first_published_at = min(filter(None, (story.first_published_at, stored.event_time)))
+        story.last_published_at = max(filter(None, (story.last_published_at, stored.event_time)))
+    return list(stories.values())
+
+
+def build_load_batch(
+    prepared: list[PreparedArticle], verdicts: Verdicts, embeddings: list[EmbeddingRow], source: str, ingested_at: datetime
+) -> LoadBatch:
+    """Rows for the warehouse from the prepared articles and their verdicts."""
+    rows = []
+    for item in prepared:
+        article = item.article
+        duplicate = verdicts.duplicates.get(item.article_id)
+        story = verdicts.stories[item.article_id]
+        rows.append(ArticleRow(
+            article_id=item.article_id,
+            url=article.url,
+            canonical_url=item.canonical_url,
+            title=article.title,
+            published_at=article.published_at,
+            ingested_at=ingested_at,
+            text=article.text,
+            text_hash=item.text_hash,
+            author=article.author,
+            language=article.language,
+            site_name=article.site_name,
+            source=source,
+            duplicate_of=duplicate.original_id if duplicate else None,
+            duplicate_kind=duplicate.kind if duplicate else None,
+            duplicate_similarity=round(duplicate.similarity, 6) if duplicate else None,
+            story_id=story.story_id,
+            story_similarity=story.similarity,
+        ))
+    return LoadBatch(rows, embeddings, {item.article_id: dict(item.terms) for item in prepared})
+
+
+def load(batch: LoadBatch, db: Path) -> LoadResult:
+    """Write the batch in one transaction."""
+    with open_warehouse(db) as connection:
+        return load_batch(connection, batch)

@@ -1,0 +1,1 @@
+"""Everything that touches DuckDB: connections, migrations, idempotent loads and named queries."""

@@ -1,0 +1,68 @@
+"""Opening the DuckDB warehouse, with one clear error for every way that can fail."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from warehouse.sql import run
+
+from warehouse.migrations import apply_migrations, schema_version, MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+
+class WarehouseError(Exception):
+    """The database cannot be opened or used; the message is one sentence for the user."""
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+@contextmanager
+def open_warehouse(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the database, bring its schema up to date, and close it on exit.
+
+    Hold the connection only as long as needed: while a process has the file open for writing,
+    no other process can open it at all.
+
+    Args:
+        path: The DuckDB file; created (with its schema) when missing unless `read_only`.
+        read_only: Open without writing; the schema must then already be current.
+
+    Yields:
+        A connection.
+
+    Raises:
+        WarehouseError: The file is missing (read-only), not a database, locked, or unreadable,
+            or its schema is newer or older than this version understands.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WarehouseError(f"database path {path} is a directory, not a DuckDB file")
+    if not path.parent.exists():
+        raise WarehouseError(f"cannot create database {path}: folder {path.parent} does not exist")
+    if read_only and not path.exists():
+        raise WarehouseError(f"database {path} does not exist yet: run `newswatch run` first")
+    try:
+        connection = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as error:
+        raise WarehouseError(f"cannot open database {path}: {_first_line(error)}") from None
+    try:
+        run(connection, "SET TimeZone = 'UTC'")
+        version = schema_version(connection)
+        latest = MIGRATIONS[-1].version
+        if version > latest:
+            raise WarehouseError(f"database {path} has schema version {version}, newer than this newswatch ({latest})")
+        if read_only and version < latest:
+            raise WarehouseError(f"database {path} has schema version {version}; run `newswatch run` to upgrade it to {latest}")
+        if not read_only:
+            apply_migrations(connection)
+        yield connection
+    except duckdb.Error as error:
+        raise WarehouseError(f"database {path}: {_first_line(error)}") from None
+    finally:
+        connection.close()

@@ -1,0 +1,134 @@
+"""Idempotent, transactional loads: a batch lands whole or not at all, and never twice.
+
+Keys, in one place:
+
+- ``articles``: ``article_id`` (a hash of the URL as fetched); rows are insert-only.
+- ``embeddings``: ``(text_hash, model)``: unchanged text is never embedded again.
+- ``article_terms``: ``(article_id, term)``; ``terms``: ``term``, counted once per new original.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from warehouse.sql import run
+import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ArticleRow:
+    """One row of the `articles` table."""
+
+    article_id: str
+    url: str
+    canonical_url: str
+    title: str | None
+    published_at: datetime | None
+    ingested_at: datetime
+    text: str
+    text_hash: str
+    author: str | None
+    language: str | None
+    site_name: str | None
+    source: str
+    duplicate_of: str | None
+    duplicate_kind: str | None
+    duplicate_similarity: float | None
+    story_id: str
+    story_similarity: float | None
+
+
+@dataclass
+class EmbeddingRow:
+    """One row of the `embeddings` table."""
+
+    text_hash: str
+    model: str
+    vector: list[float]
+    chunk_count: int
+    created_at: datetime
+
+
+@dataclass
+class LoadBatch:
+    """Everything one run writes."""
+
+    articles: list[ArticleRow] = field(default_factory=list)
+    embeddings: list[EmbeddingRow] = field(default_factory=list)
+    article_terms: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load changed."""
+
+    articles: int
+    duplicates: int
+    embeddings: int
+
+
+def _table(rows: list, cls) -> pa.Table:
+    names = list(cls.__dataclass_fields__)
+    return pa.Table.from_pylist([{name: getattr(row, name) for name in names} for row in rows])
+
+
+def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadResult:
+    """Write a batch in one transaction, skipping anything already stored.
+
+    Args:
+        connection: A writable warehouse connection.
+        batch: Articles with their duplicate and story verdicts, new embeddings and terms.
+
+    Returns:
+        How many rows were new.
+    """
+    run(connection, "BEGIN TRANSACTION")
+    try:
+        stored = set()
+        if batch.articles:
+            ids = [row.article_id for row in batch.articles]
+            stored = {r[0] for r in run(connection, 
+                "SELECT article_id FROM articles WHERE article_id IN (SELECT unnest(?))", [ids]
+            )}
+        articles = [row for row in batch.articles if row.article_id not in stored]
+        if articles:
+            new_articles = _table(articles, ArticleRow)
+            connection.register("new_articles", new_articles)
+            run(connection, f"INSERT INTO articles BY NAME SELECT * FROM new_articles")
+            connection.unregister("new_articles")
+            originals = [row.article_id for row in articles if row.duplicate_of is None]
+            terms = pa.Table.from_pylist([
+                {"article_id": article_id, "term": term, "count": count}
+                for article_id in (row.article_id for row in articles)
+                for term, count in batch.article_terms.get(article_id, {}).items()
+            ], schema=pa.schema([("article_id", pa.string()), ("term", pa.string()), ("count", pa.int32())]))
+            connection.register("new_terms", terms)
+            run(connection, "INSERT INTO article_terms BY NAME SELECT * FROM new_terms")
+            run(connection, 
+                """
+                INSERT INTO terms BY NAME
+                SELECT term, count(*) AS document_count FROM new_terms
+                WHERE article_id IN (SELECT unnest(?)) GROUP BY term
+                ON CONFLICT (term) DO UPDATE SET document_count = terms.document_count + excluded.document_count
+                """,
+                [originals],
+            )
+            connection.unregister("new_terms")
+        embeddings = 0
+        if batch.embeddings:
+            connection.register("new_embeddings", _table(batch.embeddings, EmbeddingRow))
+            before = run(connection, "SELECT count(*) FROM embeddings")[0][0]
+            run(connection, "INSERT OR IGNORE INTO embeddings BY NAME SELECT * FROM new_embeddings")
+            embeddings = run(connection, "SELECT count(*) FROM embeddings")[0][0] - before
+            connection.unregister("new_embeddings")
+        run(connection, "COMMIT")
+    except Exception:
+        run(connection, "ROLLBACK")
+        raise
+    duplicates = sum(1 for row in articles if row.duplicate_of)
+    logger.info("loaded %d articles (%d duplicates), %d embeddings", len(articles), duplicates, embeddings)
+    return LoadResult(len(articles), duplicates, embeddings)

@@ -1,0 +1,122 @@
+"""Numbered, forward-only schema migrations, each applied in a transaction and recorded.
+
+Never edit a migration that has shipped: add a new one.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+
+from warehouse.sql import run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step."""
+
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "articles, embeddings, terms and the stories view",
+        """
+        CREATE TABLE articles (
+            article_id           VARCHAR PRIMARY KEY,
+            url                  VARCHAR NOT NULL UNIQUE,
+            canonical_url        VARCHAR NOT NULL,
+            title                VARCHAR,
+            published_at         TIMESTAMPTZ,
+            ingested_at          TIMESTAMPTZ NOT NULL,
+            text                 VARCHAR NOT NULL,
+            text_hash            VARCHAR NOT NULL,
+            author               VARCHAR,
+            language             VARCHAR,
+            site_name            VARCHAR,
+            source               VARCHAR NOT NULL,
+            duplicate_of         VARCHAR,
+            duplicate_kind       VARCHAR,
+            duplicate_similarity DOUBLE,
+            story_id             VARCHAR NOT NULL,
+            story_similarity     DOUBLE
+        );
+        CREATE TABLE embeddings (
+            text_hash   VARCHAR NOT NULL,
+            model       VARCHAR NOT NULL,
+            vector      FLOAT[] NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            created_at  TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (text_hash, model)
+        );
+        CREATE TABLE article_terms (
+            article_id VARCHAR NOT NULL,
+            term       VARCHAR NOT NULL,
+            count      INTEGER NOT NULL,
+            PRIMARY KEY (article_id, term)
+        );
+        CREATE TABLE terms (
+            term           VARCHAR PRIMARY KEY,
+            document_count INTEGER NOT NULL
+        );
+        CREATE VIEW stories AS
+        SELECT
+            story_id,
+            first(title ORDER BY duplicate_of IS NOT NULL, coalesce(published_at, ingested_at), url) AS headline,
+            count(*) AS article_count,
+            count(*) FILTER (WHERE duplicate_of IS NULL) AS original_count,
+            count(*) FILTER (WHERE duplicate_of IS NOT NULL) AS duplicate_count,
+            min(published_at) AS first_published_at,
+            max(published_at) AS last_published_at,
+            min(ingested_at) AS first_ingested_at,
+            max(ingested_at) AS last_ingested_at
+        FROM articles
+        GROUP BY story_id;
+        """,
+    ),
+)
+
+
+def schema_version(connection: duckdb.DuckDBPyConnection) -> int:
+    """The highest applied migration, 0 for an empty database."""
+    exists = run(connection, 
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    )[0][0]
+    if not exists:
+        return 0
+    return run(connection, "SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]
+
+
+def apply_migrations(connection: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every migration newer than the database, each in its own transaction.
+
+    Returns:
+        The versions applied now.
+    """
+    run(connection, 
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    current = schema_version(connection)
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        run(connection, "BEGIN TRANSACTION")
+        try:
+            run(connection, migration.sql)
+            run(connection, 
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name]
+            )
+            run(connection, "COMMIT")
+        except Exception:
+            run(connection, "ROLLBACK")
+            raise
+        logger.info("applied migration %d: %s", migration.version, migration.name)
+        applied.append(migration.version)
+    return applied
