@@ -8,8 +8,10 @@ An article's similarity to a story blends two kinds of evidence:
 
 New articles are placed one by one in time order; then each new article is taken out and placed
 again, a few times, against the stories as they now stand, so that the order in which a batch
-arrives matters less. Stories already stored keep their members: only new articles move, and
-history is never re-clustered.
+arrives matters less. Finally each story the batch opened is compared as a whole with the other
+stories and folded into one that is similar enough (a stricter threshold: summed evidence
+overlaps more). Stories already stored keep their members: only new articles move, and history
+is never re-clustered.
 """
 
 from collections import Counter
@@ -57,11 +59,12 @@ class StoryAssignment:
 class ClusterRules:
     """Knobs of story assignment."""
 
-    embedding_weight: float = 0.2
-    threshold: float = 0.35
+    embedding_weight: float = 0.1
+    threshold: float = 0.3
     candidates: int = 10
     window: timedelta = timedelta(days=7)
     refine_passes: int = 2
+    merge_threshold: float | None = 0.5
 
 
 def assign_stories(
@@ -85,9 +88,9 @@ def assign_stories(
     for item in items:
         state.place(item)
     for _ in range(rules.refine_passes):
-        for item in items:
-            state.remove(item)
-            state.place(item)
+        state.refine(items)
+    if rules.merge_threshold is not None and state.merge_new_stories(items):
+        state.refine(items)
     return state.assignments(items)
 
 
@@ -112,7 +115,13 @@ class _Clustering:
         weight = self.rules.embedding_weight
         return weight * embedding_similarity + (1 - weight) * lexical
 
-    def place(self, item: ClusterItem) -> None:
+    def _similarity(self, index: int, item: ClusterItem) -> float:
+        story = self.stories[index]
+        embedding = float(story.vector_sum @ item.vector) / max(float(np.linalg.norm(story.vector_sum)), 1e-12)
+        return self._score(story, item, embedding)
+
+    def _best(self, item: ClusterItem) -> tuple[int, float]:
+        """The most similar eligible story among the nearest few by embedding, and its score."""
         eligible = [i for i, story in enumerate(self.stories) if self._eligible(story, item)]
         best, best_score = -1, -1.0
         if eligible:
@@ -123,12 +132,52 @@ class _Clustering:
                 score = self._score(self.stories[index], item, float(embedding[rank]))
                 if score > best_score:
                     best, best_score = index, score
+        return best, best_score
+
+    def place(self, item: ClusterItem) -> None:
+        best, best_score = self._best(item)
         if best < 0 or best_score < self.rules.threshold:
             self.stories.append(Story(story_id="", vector_sum=np.zeros_like(item.vector)))
             best = len(self.stories) - 1
             self.opened.add(best)
             best_score = 1.0
         self._add(best, item, best_score)
+
+    def refine(self, items: Sequence[ClusterItem]) -> None:
+        for item in items:
+            self.remove(item)
+            self.place(item)
+
+    def merge_new_stories(self, items: Sequence[ClusterItem]) -> bool:
+        """Fold each story opened by this batch into the most similar other story, if similar enough.
+
+        A story's summed evidence is steadier than a single article's, so two halves of one
+        event that the article-by-article pass kept apart are recognised here.
+        """
+        by_id = {item.article_id: item for item in items}
+        merged = False
+        opened = sorted((i for i in self.opened if self.stories[i].members), key=lambda i: len(self.stories[i].members))
+        for index in opened:
+            story = self.stories[index]
+            if not story.members:
+                continue
+            members = [by_id[article_id] for article_id in sorted(story.members)]
+            summary = ClusterItem(
+                "", story.vector_sum / max(float(np.linalg.norm(story.vector_sum)), 1e-12),
+                Counter(story.term_counts), story.first_published_at,
+            )
+            scores = [self.where[member.article_id][1] for member in members]
+            for member in members:
+                self.remove(member)
+            target, score = self._best(summary)
+            if target >= 0 and score >= self.rules.merge_threshold:
+                merged = True
+                for member in members:
+                    self._add(target, member, self._similarity(target, member))
+            else:
+                for member, own in zip(members, scores):
+                    self._add(index, member, own)
+        return merged
 
     def _add(self, index: int, item: ClusterItem, score: float) -> None:
         story = self.stories[index]

@@ -5,16 +5,19 @@ Four kinds of evidence, strongest first:
 - ``url``: the same canonical URL;
 - ``exact``: the same normalised text;
 - ``copy``: word 5-shingle Jaccard at or above `copy_jaccard` (syndicated copies, light edits);
-- ``rewrite``: a paraphrase — the whole-article embeddings are nearly identical *and* the two
-  articles name the same people, places and numbers. Another article about the same event
-  reads alike too but brings names and numbers of its own, so it fails the second test.
+- ``rewrite``: a paraphrase. Three tests must all pass: the whole-article embeddings are nearly
+  identical; the two articles name mostly the same people, places and numbers; and the pair
+  stands out — each is clearly closer to the other than to any third article (outside their
+  own copies). Other articles about the same event read alike too, but they bring names and
+  numbers of their own, and when many reports of one event resemble each other no single pair
+  stands out (the margin criterion used to mine parallel sentences, applied to articles).
 
 Duplicates always point at the earliest copy (the root of their group), never at another copy.
 """
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,7 +53,8 @@ class DedupeRules:
     shingle_size: int = 5
     copy_jaccard: float = 0.5
     rewrite_similarity: float = 0.93
-    rewrite_term_overlap: float = 0.45
+    rewrite_term_overlap: float = 0.5
+    rewrite_margin: float = 0.05
     candidate_similarity: float = 0.8
     candidates: int = 20
 
@@ -72,18 +76,6 @@ def jaccard(a: set[int], b: set[int]) -> float:
     return len(a & b) / union if union else 0.0
 
 
-@dataclass
-class _Pool:
-    items: list[DedupeItem]
-    rules: DedupeRules
-    _shingles: dict[int, set[int]] = field(default_factory=dict)
-
-    def shingles_of(self, position: int) -> set[int]:
-        if position not in self._shingles:
-            self._shingles[position] = shingles(self.items[position].text, self.rules.shingle_size)
-        return self._shingles[position]
-
-
 def find_duplicates(
     new: Sequence[DedupeItem], history: Sequence[DedupeItem], rules: DedupeRules = DedupeRules()
 ) -> dict[str, DuplicateMatch]:
@@ -100,15 +92,14 @@ def find_duplicates(
     """
     pool = _Pool([*history, *new], rules)
     offset = len(history)
-    root = {item.article_id: item.duplicate_of or item.article_id for item in history}
-    position_of = {item.article_id: i for i, item in enumerate(pool.items)}
+    for item in history:
+        pool.link(item.article_id, item.duplicate_of or item.article_id)
     by_url: dict[str, str] = {}
     by_hash: dict[str, str] = {}
     for item in history:
-        by_url.setdefault(item.canonical_url, root[item.article_id])
-        by_hash.setdefault(item.text_hash, root[item.article_id])
+        by_url.setdefault(item.canonical_url, pool.root[item.article_id])
+        by_hash.setdefault(item.text_hash, pool.root[item.article_id])
 
-    vectors = np.stack([item.vector for item in pool.items]) if pool.items else np.zeros((0, 1))
     matches: dict[str, DuplicateMatch] = {}
     for index, item in enumerate(new):
         position = offset + index
@@ -118,34 +109,75 @@ def find_duplicates(
         elif item.text_hash in by_hash:
             match = DuplicateMatch(by_hash[item.text_hash], "exact", 1.0)
         elif position:
-            match = _near_duplicate(pool, vectors, position, root, position_of)
+            match = pool.near_duplicate(position)
         if match:
             matches[item.article_id] = match
-            root[item.article_id] = match.original_id
-        else:
-            root[item.article_id] = item.article_id
-        by_url.setdefault(item.canonical_url, root[item.article_id])
-        by_hash.setdefault(item.text_hash, root[item.article_id])
+        pool.link(item.article_id, match.original_id if match else item.article_id)
+        by_url.setdefault(item.canonical_url, pool.root[item.article_id])
+        by_hash.setdefault(item.text_hash, pool.root[item.article_id])
     return matches
 
 
-def _near_duplicate(pool: _Pool, vectors: np.ndarray, position: int, root, position_of) -> DuplicateMatch | None:
-    rules = pool.rules
-    item = pool.items[position]
-    similarities = vectors[:position] @ item.vector
-    ranked = np.argsort(-similarities)[: rules.candidates]
-    found: list[DuplicateMatch] = []
-    for candidate in ranked:
-        similarity = float(similarities[candidate])
-        if similarity < rules.candidate_similarity:
-            break
-        other = pool.items[candidate]
-        copy = jaccard(pool.shingles_of(position), pool.shingles_of(int(candidate)))
-        if copy >= rules.copy_jaccard:
-            found.append(DuplicateMatch(root[other.article_id], "copy", copy))
-        elif similarity >= rules.rewrite_similarity and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap:
-            found.append(DuplicateMatch(root[other.article_id], "rewrite", similarity))
-    if not found:
-        return None
-    # Several copies may match; all of them lead back to the earliest original.
-    return min(found, key=lambda match: position_of[match.original_id])
+_KIND_STRENGTH = {"copy": 0, "rewrite": 1}
+
+
+class _Pool:
+    """Stored and new articles, their similarity matrix, and the duplicate groups found so far."""
+
+    def __init__(self, items: list[DedupeItem], rules: DedupeRules):
+        self.items = items
+        self.rules = rules
+        self.position_of = {item.article_id: i for i, item in enumerate(items)}
+        self.vectors = np.stack([item.vector for item in items]) if items else np.zeros((0, 1), np.float32)
+        self.root: dict[str, str] = {}
+        self.groups: dict[str, set[int]] = {}
+        self._shingles: dict[int, set[int]] = {}
+
+    def link(self, article_id: str, root: str) -> None:
+        self.root[article_id] = root
+        self.groups.setdefault(root, set()).add(self.position_of[article_id])
+
+    def shingles_of(self, position: int) -> set[int]:
+        if position not in self._shingles:
+            self._shingles[position] = shingles(self.items[position].text, self.rules.shingle_size)
+        return self._shingles[position]
+
+    def _runner_up(self, similarities: np.ndarray, exclude: set[int]) -> float:
+        for other in np.argsort(-similarities)[: len(exclude) + 1]:
+            if int(other) not in exclude:
+                return float(similarities[other])
+        return -1.0
+
+    def _stands_out(self, position: int, candidate: int, similarity: float, similarities: np.ndarray) -> bool:
+        exclude = {position, candidate} | self.groups.get(self.root[self.items[candidate].article_id], set())
+        candidate_similarities = self.vectors @ self.items[candidate].vector
+        runner_up = max(self._runner_up(similarities, exclude), self._runner_up(candidate_similarities, exclude))
+        return similarity - runner_up >= self.rules.rewrite_margin
+
+    def near_duplicate(self, position: int) -> DuplicateMatch | None:
+        rules = self.rules
+        item = self.items[position]
+        # Every article in the pool counts as a rival for the margin, even later ones in the batch.
+        similarities = self.vectors @ item.vector
+        earlier = similarities[:position]
+        found: list[DuplicateMatch] = []
+        for candidate in np.argsort(-earlier)[: rules.candidates]:
+            candidate = int(candidate)
+            similarity = float(earlier[candidate])
+            if similarity < rules.candidate_similarity:
+                break
+            other = self.items[candidate]
+            original = self.root[other.article_id]
+            copy = jaccard(self.shingles_of(position), self.shingles_of(candidate))
+            if copy >= rules.copy_jaccard:
+                found.append(DuplicateMatch(original, "copy", copy))
+            elif (
+                similarity >= rules.rewrite_similarity
+                and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap
+                and self._stands_out(position, candidate, similarity, similarities)
+            ):
+                found.append(DuplicateMatch(original, "rewrite", similarity))
+        if not found:
+            return None
+        # Copy evidence beats a paraphrase verdict; among equals the earliest original wins.
+        return min(found, key=lambda match: (_KIND_STRENGTH[match.kind], self.position_of[match.original_id]))

@@ -107,6 +107,34 @@ def clusters(
     _print_clusters(settings.db, limit)
 
 
+@app.command()
+def dashboard(
+    db: DbOption = None,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")] = 8501,
+) -> None:
+    """Serve the read-only stories dashboard on 127.0.0.1.
+
+    Example: newswatch dashboard --db newswatch.duckdb --port 8501
+    """
+    import subprocess
+    import sys
+
+    import dashboards
+
+    settings = _settings(db=db)
+    app_path = Path(dashboards.__file__).parent / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_path),
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--", "--db", str(settings.db),
+    ]
+    console.print(f"Dashboard on http://127.0.0.1:{port} (Ctrl+C stops it)")
+    try:
+        raise typer.Exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
 def _date(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "—"
 

@@ -156,6 +156,7 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
             copy_jaccard=settings.copy_jaccard,
             rewrite_similarity=settings.rewrite_similarity,
             rewrite_term_overlap=settings.rewrite_term_overlap,
+            rewrite_margin=settings.rewrite_margin,
         ),
     )
 
@@ -177,6 +178,7 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
             threshold=settings.story_threshold,
             window=window,
             refine_passes=settings.story_refine_passes,
+            merge_threshold=settings.story_merge_threshold,
         ),
     )
     # A duplicate belongs to its original's story.

@@ -19,15 +19,17 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(128, ge=16, le=512, description="Word pieces per embedded chunk; articles are embedded whole, chunk by chunk.")
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
     embed_threads: int = Field(0, ge=0, description="Torch threads for embedding (0: torch's default).")
-    story_threshold: float = Field(0.35, ge=0, le=1, description="Minimum article-to-story similarity to join a story rather than open one.")
-    story_embedding_weight: float = Field(0.2, ge=0, le=1, description="Share of the embedding cosine in story similarity; the rest is entity tf-idf cosine.")
+    story_threshold: float = Field(0.3, ge=0, le=1, description="Minimum article-to-story similarity to join a story rather than open one.")
+    story_embedding_weight: float = Field(0.1, ge=0, le=1, description="Share of the embedding cosine in story similarity; the rest is entity tf-idf cosine.")
     story_window_days: float = Field(7.0, gt=0, description="A story takes new articles published within this many days of its own.")
+    story_merge_threshold: float = Field(0.5, ge=0, le=1, description="Minimum story-to-story similarity to fold a story opened by this run into another.")
     story_refine_passes: int = Field(2, ge=0, description="Passes that re-place a batch's new articles against the updated stories.")
     term_prior_documents: int = Field(1000, ge=0, description="Weight, in pseudo-articles, of the general-language word frequencies in term weights.")
     term_language: str = Field("en", description="Language of the general word-frequency prior (wordfreq code).")
     copy_jaccard: float = Field(0.5, ge=0, le=1, description="Word 5-shingle Jaccard from which two articles are copies.")
     rewrite_similarity: float = Field(0.93, ge=0, le=1, description="Whole-article embedding cosine from which a paraphrase may be a rewrite.")
-    rewrite_term_overlap: float = Field(0.45, ge=0, le=1, description="Share of shared names and numbers a rewrite must also have.")
+    rewrite_term_overlap: float = Field(0.5, ge=0, le=1, description="Share of shared names and numbers a rewrite must also have.")
+    rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
 
 
 def load_settings(**overrides) -> Settings:

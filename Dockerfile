@@ -1,0 +1,27 @@
+# newswatch: news ingest with duplicate detection and story clustering into DuckDB.
+FROM python:3.11-slim
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    PREFECT_HOME=/data/prefect \
+    NEWSWATCH_DB=/data/newswatch.duckdb
+
+# CPU-only torch first, pinned to the version in pyproject.toml, so no CUDA packages come along.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY extract ./extract
+COPY warehouse ./warehouse
+COPY flows ./flows
+COPY dashboards ./dashboards
+RUN pip install .
+COPY tests/fixtures/seeds ./fixtures/seeds
+
+RUN useradd --create-home --uid 10001 newswatch && mkdir -p /data && chown newswatch /data
+USER newswatch
+VOLUME ["/data"]
+
+CMD ["newswatch", "run", "--fixtures", "/app/fixtures/seeds"]

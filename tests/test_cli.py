@@ -1,0 +1,88 @@
+"""The command line: bad input gives one line and exit 2; a run with bad files goes on."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ORIGINAL, OTHER, REWRITE
+
+
+def newswatch(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})},
+        cwd=Path(__file__).parent.parent,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("newswatch: error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_fixture_folder(tmp_path):
+    assert_one_line_error(newswatch("run", "--fixtures", str(tmp_path / "nope"), "--db", str(tmp_path / "x.duckdb")), "does not exist")
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_fixture_path_that_is_a_file(tmp_path):
+    file = tmp_path / "a.txt"
+    file.write_text("hello")
+    assert_one_line_error(newswatch("run", "--fixtures", str(file), "--db", str(tmp_path / "x.duckdb")), "not a folder")
+
+
+def test_database_in_missing_folder(tmp_path, seeds_copy):
+    assert_one_line_error(newswatch("run", "--fixtures", str(seeds_copy(ORIGINAL)), "--db", str(tmp_path / "no" / "x.duckdb")), "does not exist")
+
+
+def test_database_path_is_a_directory(tmp_path, seeds_copy):
+    assert_one_line_error(newswatch("run", "--fixtures", str(seeds_copy(ORIGINAL)), "--db", str(tmp_path)), "directory")
+
+
+def test_database_that_is_not_duckdb_is_left_alone(tmp_path, seeds_copy):
+    db = tmp_path / "notes.duckdb"
+    db.write_bytes(b"my precious notes, not a database\n" * 100)
+    before = db.read_bytes()
+    assert_one_line_error(newswatch("run", "--fixtures", str(seeds_copy(ORIGINAL)), "--db", str(db)), str(db))
+    assert db.read_bytes() == before
+
+
+def test_clusters_without_database(tmp_path):
+    assert_one_line_error(newswatch("clusters", "--db", str(tmp_path / "x.duckdb")), "does not exist")
+
+
+def test_invalid_setting_from_environment(tmp_path):
+    result = newswatch("clusters", "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_STORY_THRESHOLD": "high"})
+    assert_one_line_error(result, "NEWSWATCH_STORY_THRESHOLD")
+
+
+def test_run_skips_bad_files_and_prints_the_story(tmp_path, seeds_copy):
+    folder = seeds_copy(ORIGINAL, REWRITE, OTHER)
+    (folder / "empty.txt").write_text("")
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00")
+    (folder / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (folder / "report.pdf").write_bytes(b"%PDF-1.4")
+    db = tmp_path / "nw.duckdb"
+    result = newswatch("run", "--fixtures", str(folder), "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    for name in ("empty.txt", "binary.txt", "latin1.txt", "report.pdf"):
+        assert f"skipped {folder / name}" in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+    assert "new articles 3 (1 duplicates), new stories 1" in result.stdout
+    assert "DUPLICATE" in result.stdout and "rewrite" in result.stdout
+    listed = newswatch("clusters", "--db", str(db))
+    assert listed.returncode == 0
+    assert "1 most recent stories" in listed.stdout and listed.stdout.count("DUPLICATE") == 1
+
+
+def test_default_database_comes_from_the_environment(tmp_path):
+    result = newswatch("clusters", env={"NEWSWATCH_DB": str(tmp_path / "env.duckdb")})
+    assert_one_line_error(result, str(tmp_path / "env.duckdb"))

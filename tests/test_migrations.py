@@ -1,0 +1,72 @@
+"""Migrations build the documented schema on an empty database and are recorded."""
+
+import duckdb
+import pytest
+
+from warehouse.connection import WarehouseError, open_warehouse
+from warehouse.migrations import MIGRATIONS, apply_migrations
+
+EXPECTED = {
+    "articles": [
+        ("article_id", "VARCHAR"), ("url", "VARCHAR"), ("canonical_url", "VARCHAR"), ("title", "VARCHAR"),
+        ("published_at", "TIMESTAMP WITH TIME ZONE"), ("ingested_at", "TIMESTAMP WITH TIME ZONE"),
+        ("text", "VARCHAR"), ("text_hash", "VARCHAR"), ("author", "VARCHAR"), ("language", "VARCHAR"),
+        ("site_name", "VARCHAR"), ("source", "VARCHAR"), ("duplicate_of", "VARCHAR"), ("duplicate_kind", "VARCHAR"),
+        ("duplicate_similarity", "DOUBLE"), ("story_id", "VARCHAR"), ("story_similarity", "DOUBLE"),
+    ],
+    "embeddings": [
+        ("text_hash", "VARCHAR"), ("model", "VARCHAR"), ("vector", "FLOAT[]"), ("chunk_count", "INTEGER"),
+        ("created_at", "TIMESTAMP WITH TIME ZONE"),
+    ],
+    "article_terms": [("article_id", "VARCHAR"), ("term", "VARCHAR"), ("count", "INTEGER")],
+    "terms": [("term", "VARCHAR"), ("document_count", "INTEGER")],
+    "schema_migrations": [("version", "INTEGER"), ("name", "VARCHAR"), ("applied_at", "TIMESTAMP WITH TIME ZONE")],
+    "stories": [
+        ("story_id", "VARCHAR"), ("headline", "VARCHAR"), ("article_count", "BIGINT"), ("original_count", "BIGINT"),
+        ("duplicate_count", "BIGINT"), ("first_published_at", "TIMESTAMP WITH TIME ZONE"),
+        ("last_published_at", "TIMESTAMP WITH TIME ZONE"), ("first_ingested_at", "TIMESTAMP WITH TIME ZONE"),
+        ("last_ingested_at", "TIMESTAMP WITH TIME ZONE"),
+    ],
+}
+
+
+def schema(connection):
+    rows = connection.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY table_name, ordinal_position"
+    ).fetchall()
+    result = {}
+    for table, column, kind in rows:
+        result.setdefault(table, []).append((column, kind))
+    return result
+
+
+def test_all_migrations_on_an_empty_database(tmp_path):
+    with open_warehouse(tmp_path / "a.duckdb") as connection:
+        assert schema(connection) == EXPECTED
+        recorded = connection.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+    assert recorded == [(m.version, m.name) for m in MIGRATIONS]
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_migrations_apply_once(tmp_path):
+    connection = duckdb.connect(str(tmp_path / "b.duckdb"))
+    assert apply_migrations(connection) == [m.version for m in MIGRATIONS]
+    assert apply_migrations(connection) == []
+    connection.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "c.duckdb"
+    with open_warehouse(path) as connection:
+        connection.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'future')").fetchall()
+    with pytest.raises(WarehouseError, match="newer"):
+        with open_warehouse(path):
+            pass
+
+
+def test_read_only_needs_a_current_schema(tmp_path):
+    path = tmp_path / "d.duckdb"
+    duckdb.connect(str(path)).close()
+    with pytest.raises(WarehouseError, match="schema version 0"):
+        with open_warehouse(path, read_only=True):
+            pass

@@ -1,0 +1,99 @@
+"""The ingest flow end to end on the seed articles, with the real bundled model."""
+
+import duckdb
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.ingest import ingest_fixtures
+from flows.settings import Settings
+from tests.conftest import ORIGINAL, OTHER, REWRITE, SEEDS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def articles(db):
+    connection = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = connection.execute(
+            "SELECT url, article_id, duplicate_of, duplicate_kind, story_id, published_at, title FROM articles"
+        ).fetchall()
+        stories = connection.execute(
+            "SELECT story_id, headline, article_count, duplicate_count, first_published_at, last_published_at FROM stories"
+        ).fetchall()
+    finally:
+        connection.close()
+    by_name = {url.rsplit("/", 1)[1]: dict(zip(("url", "id", "dup", "kind", "story", "published", "title"), row)) for row, url in ((r, r[0]) for r in rows)}
+    return by_name, stories
+
+
+def test_seeds_give_one_story_with_the_rewrite_as_duplicate(tmp_path):
+    db = tmp_path / "nw.duckdb"
+    summary = ingest_fixtures(SEEDS, db, Settings())
+    assert (summary.read, summary.new_articles, summary.duplicates, summary.new_stories) == (3, 3, 1, 1)
+    rows, stories = articles(db)
+    assert rows[REWRITE]["dup"] == rows[ORIGINAL]["id"]
+    assert rows[REWRITE]["kind"] == "rewrite"
+    assert rows[ORIGINAL]["dup"] is None and rows[OTHER]["dup"] is None
+    assert len({row["story"] for row in rows.values()}) == 1
+    assert rows[ORIGINAL]["url"].startswith("file:///")
+    (story_id, headline, count, duplicates, first, last) = stories[0]
+    assert (count, duplicates) == (3, 1)
+    assert headline and "loading" not in headline.lower()
+    assert first.date().isoformat() == last.date().isoformat() == "2023-11-29"
+
+
+def test_second_run_changes_nothing(tmp_path):
+    db = tmp_path / "nw.duckdb"
+    ingest_fixtures(SEEDS, db, Settings())
+    before = articles(db)
+    again = ingest_fixtures(SEEDS, db, Settings())
+    assert (again.already_stored, again.new_articles, again.new_embeddings, again.new_stories) == (3, 0, 0, 0)
+    assert articles(db) == before
+
+
+def test_later_articles_join_the_stored_story(tmp_path, seeds_copy):
+    db = tmp_path / "nw.duckdb"
+    folder = seeds_copy(ORIGINAL)
+    first = ingest_fixtures(folder, db, Settings())
+    assert first.new_stories == 1
+    story_before = articles(db)[0][ORIGINAL]["story"]
+    seeds_copy(REWRITE, OTHER)
+    second = ingest_fixtures(folder, db, Settings())
+    assert (second.already_stored, second.new_articles, second.duplicates, second.new_stories) == (1, 2, 1, 0)
+    rows, stories = articles(db)
+    assert rows[REWRITE]["dup"] == rows[ORIGINAL]["id"]
+    assert rows[OTHER]["dup"] is None
+    assert {row["story"] for row in rows.values()} == {story_before}
+    assert len(stories) == 1
+
+
+def test_same_text_elsewhere_is_an_exact_duplicate_and_not_embedded_again(tmp_path, seeds_copy):
+    db = tmp_path / "nw.duckdb"
+    ingest_fixtures(seeds_copy(ORIGINAL, folder="a"), db, Settings())
+    moved = seeds_copy(folder="b")
+    (moved / "copy.txt").write_text((SEEDS / ORIGINAL).read_text(encoding="utf-8") + "\n\n", encoding="utf-8")
+    summary = ingest_fixtures(moved, db, Settings())
+    assert (summary.new_articles, summary.duplicates, summary.new_embeddings) == (1, 1, 0)
+    rows, _ = articles(db)
+    assert rows["copy.txt"]["dup"] == rows[ORIGINAL]["id"]
+    assert rows["copy.txt"]["kind"] == "exact"
+
+
+def test_unrelated_article_opens_its_own_story(tmp_path, seeds_copy):
+    db = tmp_path / "nw.duckdb"
+    folder = seeds_copy(ORIGINAL, OTHER)
+    (folder / "harvest.txt").write_text(
+        " date 2023-11-29 Farmers in Iowa harvested a record corn crop this autumn, the US Department of "
+        "Agriculture said on Tuesday, as dry weather in September let combines run late into the night.\n\n"
+        "Yields averaged 205 bushels an acre across the state, according to the department's report.",
+        encoding="utf-8",
+    )
+    summary = ingest_fixtures(folder, db, Settings())
+    rows, stories = articles(db)
+    assert summary.new_stories == 2
+    assert rows["harvest.txt"]["story"] != rows[ORIGINAL]["story"] == rows[OTHER]["story"]
+    assert rows["harvest.txt"]["dup"] is None
