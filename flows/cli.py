@@ -31,7 +31,6 @@ app = typer.Typer(
 )
 # Wide enough for a readable table when printing to a file or pipe.
 console = Console(width=None if Console().is_terminal else 140)
-errors = Console(stderr=True)
 
 DbOption = Annotated[
     Path | None, typer.Option("--db", help="DuckDB file (default: $NEWSWATCH_DB, else ./newswatch.duckdb).")
@@ -40,7 +39,7 @@ DbOption = Annotated[
 
 def fail(message: str) -> None:
     """Print one line to stderr and exit 2."""
-    errors.print(f"newswatch: error: {message}", markup=False, highlight=False)
+    typer.echo(f"newswatch: error: {message}", err=True)
     raise typer.Exit(2)
 
 
@@ -86,7 +85,7 @@ def run(
     except WarehouseError as error:
         fail(str(error))
     for skip in summary.skipped:
-        errors.print(f"warning: skipped {skip.path}: {skip.reason}", markup=False, highlight=False)
+        typer.echo(f"warning: skipped {skip.path}: {skip.reason}", err=True)
     console.print(
         f"read {summary.read} files, skipped {len(summary.skipped)}, already stored {summary.already_stored}, "
         f"new articles {summary.new_articles} ({summary.duplicates} duplicates), new stories {summary.new_stories}"
