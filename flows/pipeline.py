@@ -147,7 +147,11 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
             [item.text_hash for item in prepared],
         )
         document_counts, total = term_statistics(connection, list(batch_terms))
-    history = [stored for stored in history if stored.vector is not None]
+    # Articles embedded with another model still count for URL and text matches, not for similarity.
+    dimension = len(prepared[0].vector)
+    for stored in history:
+        if stored.vector is None:
+            stored.vector = np.zeros(dimension, dtype=np.float32)
 
     duplicates = find_duplicates(
         [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms) for p in prepared],
@@ -193,7 +197,7 @@ def _story_states(history: list[StoredArticle]) -> list[Story]:
     """Clustering state of the stored stories, summed over their original members."""
     stories: dict[str, Story] = {}
     for stored in history:
-        if stored.duplicate_of is not None:
+        if stored.duplicate_of is not None or not stored.vector.any():
             continue
         story = stories.get(stored.story_id)
         if story is None:
