@@ -83,17 +83,27 @@ def test_same_text_elsewhere_is_an_exact_duplicate_and_not_embedded_again(tmp_pa
     assert rows["copy.txt"]["kind"] == "exact"
 
 
-def test_unrelated_article_opens_its_own_story(tmp_path, seeds_copy):
+def test_unrelated_html_page_opens_its_own_story(tmp_path, seeds_copy):
     db = tmp_path / "nw.duckdb"
     folder = seeds_copy(ORIGINAL, OTHER)
-    (folder / "harvest.txt").write_text(
-        " date 2023-11-29 Farmers in Iowa harvested a record corn crop this autumn, the US Department of "
-        "Agriculture said on Tuesday, as dry weather in September let combines run late into the night.\n\n"
-        "Yields averaged 205 bushels an acre across the state, according to the department's report.",
+    (folder / "harvest.html").write_text(
+        """<!doctype html><html lang="en"><head><title>Record corn harvest in Iowa | Farm News</title>
+        <meta property="og:title" content="Record corn harvest in Iowa">
+        <meta property="article:published_time" content="2023-11-28T09:00:00Z"></head>
+        <body><nav><a href="/">Home</a> <a href="/markets">Markets</a></nav>
+        <article><h1>Record corn harvest in Iowa</h1>
+        <p>Farmers in Iowa harvested a record corn crop this autumn, the US Department of Agriculture
+        said on Tuesday, as dry weather in September let combines run late into the night.</p>
+        <p>Yields averaged 205 bushels an acre across the state, according to the department's report,
+        and elevators in Des Moines and Cedar Rapids ran out of storage space by early November.</p>
+        </article><footer>Share this article. Copyright 2023 Farm News.</footer></body></html>""",
         encoding="utf-8",
     )
     summary = ingest_fixtures(folder, db, Settings())
     rows, stories = articles(db)
     assert summary.new_stories == 2
-    assert rows["harvest.txt"]["story"] != rows[ORIGINAL]["story"] == rows[OTHER]["story"]
-    assert rows["harvest.txt"]["dup"] is None
+    harvest = rows["harvest.html"]
+    assert harvest["story"] != rows[ORIGINAL]["story"] == rows[OTHER]["story"]
+    assert harvest["dup"] is None
+    assert harvest["title"] == "Record corn harvest in Iowa"
+    assert harvest["published"].date().isoformat() == "2023-11-28"
