@@ -21,6 +21,7 @@ from rich.table import Table
 
 from flows.settings import load_settings
 from warehouse.connection import WarehouseError, open_warehouse
+from warehouse.feeds import list_feeds
 from warehouse.queries import list_stories, story_articles
 
 app = typer.Typer(
@@ -54,42 +55,55 @@ def _settings(**overrides):
 @app.command()
 def run(
     fixtures: Annotated[
-        Path | None, typer.Option("--fixtures", help="Folder of article files (*.txt, *.html) to ingest.")
+        Path | None, typer.Option("--fixtures", help="Ingest this folder of article files (*.txt, *.html) instead of the feeds.")
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Ingest articles, link duplicates, assign stories and load DuckDB, then print the stories.
+    """Ingest articles (due feeds, or a folder of files), link duplicates, assign stories, load DuckDB.
 
     Example: newswatch run --fixtures tests/fixtures/seeds --db newswatch.duckdb
     """
     settings = _settings(db=db)
-    if fixtures is None:
-        fail("nothing to ingest: pass --fixtures DIR")
-    if not fixtures.exists():
+    if fixtures is not None and not fixtures.exists():
         fail(f"fixture folder {fixtures} does not exist")
-    if not fixtures.is_dir():
+    if fixtures is not None and not fixtures.is_dir():
         fail(f"fixture path {fixtures} is not a folder")
     try:
-        with open_warehouse(settings.db):
-            pass
+        with open_warehouse(settings.db) as connection:
+            feed_count = len(list_feeds(connection))
     except WarehouseError as error:
         fail(str(error))
+    if fixtures is None and not feed_count:
+        fail("no feeds to poll: add one with `newswatch add-feed URL`, or pass --fixtures DIR")
 
-    from flows.ingest import ingest_fixtures
+    from flows.ingest import ingest_feeds, ingest_fixtures
     from flows.pipeline import get_embedder
 
     # Load the model while Prefect starts its server: both take seconds.
     threading.Thread(target=get_embedder(settings).load, daemon=True).start()
     try:
-        summary = ingest_fixtures(fixtures.resolve(), settings.db, settings)
+        if fixtures is not None:
+            summary = ingest_fixtures(fixtures.resolve(), settings.db, settings)
+        else:
+            summary = ingest_feeds(settings.db, settings)
     except WarehouseError as error:
         fail(str(error))
     for skip in summary.skipped:
         typer.echo(f"warning: skipped {skip.path}: {skip.reason}", err=True)
-    console.print(
-        f"read {summary.read} files, skipped {len(summary.skipped)}, already stored {summary.already_stored}, "
-        f"new articles {summary.new_articles} ({summary.duplicates} duplicates), new stories {summary.new_stories}"
-    )
+    if fixtures is None:
+        console.print(
+            f"polled {summary.feeds_polled} feeds ({summary.not_modified} not modified), "
+            f"{summary.failures} fetch failures (see `newswatch feeds`)"
+        )
+        console.print(
+            f"fetched {summary.read} new entries, new articles {summary.new_articles} "
+            f"({summary.duplicates} duplicates), new stories {summary.new_stories}"
+        )
+    else:
+        console.print(
+            f"read {summary.read} files, skipped {len(summary.skipped)}, already stored {summary.already_stored}, "
+            f"new articles {summary.new_articles} ({summary.duplicates} duplicates), new stories {summary.new_stories}"
+        )
     _print_clusters(settings.db)
 
 
@@ -104,6 +118,161 @@ def clusters(
     """
     settings = _settings(db=db)
     _print_clusters(settings.db, limit)
+
+
+def _feed_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        fail(f"not an http(s) feed URL: {url}")
+    return url.strip()
+
+
+@app.command("add-feed")
+def add_feed_command(
+    url: Annotated[str, typer.Argument(help="Feed URL (RSS, Atom or JSON Feed).")],
+    name: Annotated[str | None, typer.Option("--name", help="A name to show instead of the URL.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Add a feed to poll; it is due at once.
+
+    Example: newswatch add-feed https://www.example.com/rss.xml --name "Example News"
+    """
+    from datetime import UTC, datetime
+
+    from warehouse.feeds import add_feed
+
+    settings = _settings(db=db)
+    url = _feed_url(url)
+    try:
+        with open_warehouse(settings.db) as connection:
+            added = add_feed(connection, url, name, datetime.now(UTC))
+    except WarehouseError as error:
+        fail(str(error))
+    console.print(f"added {url}" if added else f"already listed: {url}")
+
+
+@app.command("remove-feed")
+def remove_feed_command(
+    feed: Annotated[str, typer.Argument(help="Feed URL or id (see `newswatch feeds`).")],
+    db: DbOption = None,
+) -> None:
+    """Stop polling a feed; its articles stay.
+
+    Example: newswatch remove-feed https://www.example.com/rss.xml
+    """
+    from warehouse.feeds import remove_feed
+
+    settings = _settings(db=db)
+    try:
+        with open_warehouse(settings.db) as connection:
+            removed = remove_feed(connection, feed)
+    except WarehouseError as error:
+        fail(str(error))
+    if not removed:
+        fail(f"no feed {feed}")
+    console.print(f"removed {feed}")
+
+
+@app.command("import-opml")
+def import_opml_command(
+    file: Annotated[Path, typer.Argument(help="OPML file exported by a feed reader.")],
+    db: DbOption = None,
+) -> None:
+    """Add every feed listed in an OPML file.
+
+    Example: newswatch import-opml subscriptions.opml
+    """
+    from datetime import UTC, datetime
+
+    from extract.opml import OpmlError, read_opml
+    from warehouse.feeds import add_feed
+
+    settings = _settings(db=db)
+    try:
+        feeds = read_opml(file.read_bytes())
+    except OSError as error:
+        fail(f"cannot read {file}: {error.strerror or error}")
+    except OpmlError as error:
+        fail(f"{file}: {error}")
+    now = datetime.now(UTC)
+    try:
+        with open_warehouse(settings.db) as connection:
+            added = sum(add_feed(connection, feed.url, feed.title, now) for feed in feeds)
+    except WarehouseError as error:
+        fail(str(error))
+    console.print(f"{len(feeds)} feeds in {file}: {added} added, {len(feeds) - added} already listed")
+
+
+@app.command("export-opml")
+def export_opml_command(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write the feed list as OPML 2.0.
+
+    Example: newswatch export-opml -o feeds.opml
+    """
+    from extract.opml import OpmlFeed, write_opml
+
+    settings = _settings(db=db)
+    try:
+        with open_warehouse(settings.db, read_only=True) as connection:
+            feeds = list_feeds(connection)
+    except WarehouseError as error:
+        fail(str(error))
+    document = write_opml([OpmlFeed(feed.url, feed.name) for feed in feeds])
+    if output is None:
+        typer.echo(document)
+    else:
+        try:
+            output.write_text(document, encoding="utf-8")
+        except OSError as error:
+            fail(f"cannot write {output}: {error.strerror or error}")
+        console.print(f"wrote {len(feeds)} feeds to {output}")
+
+
+@app.command("feeds")
+def feeds_command(db: DbOption = None) -> None:
+    """List the feeds and their health: last status, failures, next poll, silence.
+
+    Example: newswatch feeds --db newswatch.duckdb
+    """
+    from datetime import UTC, datetime, timedelta
+
+
+    settings = _settings(db=db)
+    try:
+        with open_warehouse(settings.db, read_only=True) as connection:
+            feeds = list_feeds(connection)
+    except WarehouseError as error:
+        fail(str(error))
+    if not feeds:
+        console.print("No feeds yet: add one with `newswatch add-feed URL`.")
+        return
+    now = datetime.now(UTC)
+    silent_after = timedelta(days=settings.silent_feed_days)
+    table = Table(title=f"{len(feeds)} feeds in {settings.db}", expand=True)
+    for column in ("Feed", "Status", "Last success", "Failures", "Next poll", "Last new item", "Attention"):
+        table.add_column(column, overflow="fold")
+    for feed in feeds:
+        attention = []
+        if feed.consecutive_failures:
+            attention.append(f"[red]failing: {escape(feed.last_error or '')}[/red]")
+        reference = feed.last_new_item_at or feed.added_at
+        if feed.last_success_at and now - reference > silent_after:
+            attention.append("[yellow]silent[/yellow]")
+        table.add_row(
+            escape(feed.name or feed.url) + (f"\n[dim]{escape(feed.url)}[/dim]" if feed.name else ""),
+            "—" if feed.last_status is None else str(feed.last_status),
+            _date(feed.last_success_at),
+            str(feed.consecutive_failures),
+            _date(feed.next_due_at),
+            _date(feed.last_new_item_at),
+            " ".join(attention),
+        )
+    console.print(table)
 
 
 @app.command()

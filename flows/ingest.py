@@ -1,7 +1,8 @@
 """The ingest flow: Prefect tasks over whole batches, wrapping the stages in `flows.pipeline`."""
 
+import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -9,8 +10,13 @@ from prefect.cache_policies import NO_CACHE
 
 from extract.content import Article
 from extract.fixtures import SkippedFile, read_fixture_dir
+from extract.fetch import FetchPolicy
 from flows import pipeline
+from flows.polling import PollResult, poll
 from flows.settings import Settings
+from warehouse.connection import open_warehouse
+from warehouse.feeds import due_feeds
+from warehouse.queries import stored_urls
 
 
 @dataclass(frozen=True)
@@ -24,12 +30,44 @@ class RunSummary:
     duplicates: int
     new_stories: int
     new_embeddings: int
+    feeds_polled: int = 0
+    not_modified: int = 0
+    failures: int = 0
 
 
 @task(name="read-fixtures", cache_policy=NO_CACHE)
 def read_fixtures(directory: Path) -> tuple[list[Article], list[SkippedFile]]:
     """Read and clean every article file in a directory."""
     return read_fixture_dir(directory)
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    """Fetching limits and manners from the settings."""
+    return FetchPolicy(
+        user_agent=settings.user_agent,
+        connect_timeout=settings.fetch_connect_timeout,
+        read_timeout=settings.fetch_read_timeout,
+        total_timeout=settings.fetch_total_timeout,
+        max_bytes=settings.fetch_max_bytes,
+        global_concurrency=settings.fetch_concurrency,
+        per_host_concurrency=settings.fetch_host_concurrency,
+        per_host_delay=settings.fetch_host_delay,
+        allow_private_networks=settings.allow_private_networks,
+        respect_robots=settings.respect_robots,
+    )
+
+
+@task(name="poll-feeds", cache_policy=NO_CACHE)
+def poll_feeds(db: Path, settings: Settings) -> PollResult:
+    """Poll the due feeds and fetch their new entries' pages; failures become rows, not errors."""
+    with open_warehouse(db) as connection:
+        feeds = due_feeds(connection, datetime.now(UTC))
+
+    def is_stored(urls: list[str]) -> set[str]:
+        with open_warehouse(db) as connection:
+            return stored_urls(connection, urls)
+
+    return asyncio.run(poll(feeds, fetch_policy(settings), timedelta(minutes=settings.poll_interval_minutes), is_stored))
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
@@ -78,22 +116,61 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
     articles, skipped = read_fixtures(directory)
     for skip in skipped:
         logger.warning("skipped %s: %s", skip.path, skip.reason)
+    return _process(articles, db, settings, ingested_at, "fixtures", skipped=skipped)
+
+
+@flow(name="ingest-feeds", log_prints=False)
+def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
+    """Poll every due feed and ingest its new articles into the warehouse.
+
+    Feeds are fetched with conditional GET (an unchanged feed costs a 304 and no parsing);
+    new entries' pages are fetched politely (per-host limits, robots.txt), extracted, embedded,
+    deduplicated, clustered and loaded in one transaction together with each feed's health.
+    Failures are recorded per feed and per article and never stop the run.
+
+    Args:
+        db: DuckDB file.
+        settings: Pipeline settings (from the environment when omitted).
+
+    Returns:
+        Counts of what the run did.
+    """
+    settings = settings or Settings()
+    ingested_at = datetime.now(UTC)
+    polled = poll_feeds(db, settings)
+    fetched = {item.article.url: item for item in polled.articles}
+    return _process(
+        [item.article for item in polled.articles], db, settings, ingested_at, "feeds", fetched=fetched, polled=polled
+    )
+
+
+def _process(articles, db, settings, ingested_at, source, *, skipped=(), fetched=None, polled=None) -> RunSummary:
+    """The stages shared by both sources: prepare → embed → dedupe and cluster → load."""
+    logger = get_run_logger()
     prepared, already_stored = prepare(articles, db, ingested_at)
     embeddings = embed(prepared, db, settings)
     verdicts = decide(prepared, db, settings)
-    batch = pipeline.build_load_batch(prepared, verdicts, embeddings, "fixtures", ingested_at)
+    batch = pipeline.build_load_batch(prepared, verdicts, embeddings, source, ingested_at, fetched)
+    if polled is not None:
+        batch.feed_outcomes = polled.outcomes
+        batch.fetch_failures = polled.failures
     result = load(batch, db)
     summary = RunSummary(
         read=len(articles),
-        skipped=skipped,
+        skipped=list(skipped),
         already_stored=already_stored,
         new_articles=result.articles,
         duplicates=result.duplicates,
         new_stories=verdicts.new_stories,
         new_embeddings=result.embeddings,
+        feeds_polled=polled.feeds_polled if polled else 0,
+        not_modified=polled.not_modified if polled else 0,
+        failures=len(polled.failures) if polled else 0,
     )
     logger.info(
-        "read %d, skipped %d, already stored %d, new %d (%d duplicates), new stories %d",
-        summary.read, len(skipped), already_stored, summary.new_articles, summary.duplicates, summary.new_stories,
+        "read %d, skipped %d, already stored %d, new %d (%d duplicates), new stories %d, feeds polled %d "
+        "(%d not modified), failures %d",
+        summary.read, len(summary.skipped), already_stored, summary.new_articles, summary.duplicates,
+        summary.new_stories, summary.feeds_polled, summary.not_modified, summary.failures,
     )
     return summary

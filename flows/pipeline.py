@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import courlan
 import numpy as np
@@ -23,8 +24,11 @@ from extract.embed import Embedder
 from extract.terms import TermWeights, extract_terms
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
-from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, load_batch
+from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, PageRow, load_batch
 from warehouse.queries import StoredArticle, recent_articles, stored_embeddings, stored_urls, term_statistics
+
+if TYPE_CHECKING:
+    from flows.polling import FetchedArticle
 
 logger = logging.getLogger(__name__)
 
@@ -211,11 +215,24 @@ def _story_states(history: list[StoredArticle]) -> list[Story]:
 
 
 def build_load_batch(
-    prepared: list[PreparedArticle], verdicts: Verdicts, embeddings: list[EmbeddingRow], source: str, ingested_at: datetime
+    prepared: list[PreparedArticle],
+    verdicts: Verdicts,
+    embeddings: list[EmbeddingRow],
+    source: str,
+    ingested_at: datetime,
+    fetched: dict[str, "FetchedArticle"] | None = None,
 ) -> LoadBatch:
-    """Rows for the warehouse from the prepared articles and their verdicts."""
-    rows = []
+    """Rows for the warehouse from the prepared articles and their verdicts.
+
+    Args:
+        fetched: For feed runs, what polling brought for each URL (feed, page, text source).
+    """
+    fetched = fetched or {}
+    rows, pages = [], []
     for item in prepared:
+        origin = fetched.get(item.article.url)
+        if origin and origin.html_zlib is not None:
+            pages.append(PageRow(item.article_id, origin.final_url, origin.content_type, origin.html_zlib, ingested_at))
         article = item.article
         duplicate = verdicts.duplicates.get(item.article_id)
         story = verdicts.stories[item.article_id]
@@ -237,8 +254,10 @@ def build_load_batch(
             duplicate_similarity=round(duplicate.similarity, 6) if duplicate else None,
             story_id=story.story_id,
             story_similarity=story.similarity,
+            feed_id=origin.feed_id if origin else None,
+            text_source=origin.text_source if origin else "file",
         ))
-    return LoadBatch(rows, embeddings, {item.article_id: dict(item.terms) for item in prepared})
+    return LoadBatch(rows, embeddings, {item.article_id: dict(item.terms) for item in prepared}, pages)
 
 
 def load(batch: LoadBatch, db: Path) -> LoadResult:

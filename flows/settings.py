@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     copy_jaccard: float = Field(0.5, ge=0, le=1, description="Word 5-shingle Jaccard from which two articles are copies.")
     rewrite_similarity: float = Field(0.93, ge=0, le=1, description="Whole-article embedding cosine from which a paraphrase may be a rewrite.")
     rewrite_term_overlap: float = Field(0.5, ge=0, le=1, description="Share of shared names and numbers a rewrite must also have.")
+    poll_interval_minutes: float = Field(15.0, gt=0, description="Minutes between polls of a healthy feed.")
+    user_agent: str = Field("newswatch/0.1 (news monitoring)", description="User-Agent sent with every request.")
+    fetch_connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect to a host.")
+    fetch_read_timeout: float = Field(20.0, gt=0, description="Seconds to wait for the next bytes of a response.")
+    fetch_total_timeout: float = Field(60.0, gt=0, description="Seconds one request may take in all, body included.")
+    fetch_max_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest feed or page body kept (decoded), enforced while streaming.")
+    fetch_concurrency: int = Field(16, ge=1, description="Requests in flight at once, over all hosts.")
+    fetch_host_concurrency: int = Field(2, ge=1, description="Requests in flight at once to one host.")
+    fetch_host_delay: float = Field(1.0, ge=0, description="Minimum seconds between two requests to one host.")
+    respect_robots: bool = Field(True, description="Obey robots.txt when fetching article pages.")
+    allow_private_networks: bool = Field(False, description="Allow feeds and pages on loopback or private addresses (off: refused as SSRF).")
+    silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
 
 

@@ -13,6 +13,22 @@ EXPECTED = {
         ("text", "VARCHAR"), ("text_hash", "VARCHAR"), ("author", "VARCHAR"), ("language", "VARCHAR"),
         ("site_name", "VARCHAR"), ("source", "VARCHAR"), ("duplicate_of", "VARCHAR"), ("duplicate_kind", "VARCHAR"),
         ("duplicate_similarity", "DOUBLE"), ("story_id", "VARCHAR"), ("story_similarity", "DOUBLE"),
+        ("feed_id", "VARCHAR"), ("text_source", "VARCHAR"),
+    ],
+    "feeds": [
+        ("feed_id", "VARCHAR"), ("url", "VARCHAR"), ("name", "VARCHAR"), ("added_at", "TIMESTAMP WITH TIME ZONE"),
+        ("etag", "VARCHAR"), ("last_modified", "VARCHAR"), ("last_status", "INTEGER"), ("last_error", "VARCHAR"),
+        ("last_fetched_at", "TIMESTAMP WITH TIME ZONE"), ("last_success_at", "TIMESTAMP WITH TIME ZONE"),
+        ("consecutive_failures", "INTEGER"), ("next_due_at", "TIMESTAMP WITH TIME ZONE"),
+        ("last_new_item_at", "TIMESTAMP WITH TIME ZONE"),
+    ],
+    "fetch_failures": [
+        ("url", "VARCHAR"), ("feed_id", "VARCHAR"), ("status", "INTEGER"), ("error", "VARCHAR"),
+        ("failed_at", "TIMESTAMP WITH TIME ZONE"),
+    ],
+    "pages": [
+        ("article_id", "VARCHAR"), ("final_url", "VARCHAR"), ("content_type", "VARCHAR"), ("html_zlib", "BLOB"),
+        ("fetched_at", "TIMESTAMP WITH TIME ZONE"),
     ],
     "embeddings": [
         ("text_hash", "VARCHAR"), ("model", "VARCHAR"), ("vector", "FLOAT[]"), ("chunk_count", "INTEGER"),
@@ -62,6 +78,25 @@ def test_newer_schema_is_refused(tmp_path):
     with pytest.raises(WarehouseError, match="newer"):
         with open_warehouse(path):
             pass
+
+
+def test_upgrade_from_version_1_keeps_the_data(tmp_path):
+    path = tmp_path / "e.duckdb"
+    connection = duckdb.connect(str(path))
+    connection.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    ).fetchall()
+    connection.execute(MIGRATIONS[0].sql).fetchall()
+    connection.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')").fetchall()
+    connection.execute(
+        "INSERT INTO articles (article_id, url, canonical_url, ingested_at, text, text_hash, source, story_id)"
+        " VALUES ('a', 'file:///a', 'file:///a', now(), 'text', 'h', 'fixtures', 'a')"
+    ).fetchall()
+    connection.close()
+    with open_warehouse(path) as connection:
+        assert connection.execute("SELECT article_id, feed_id FROM articles").fetchall() == [("a", None)]
+        assert schema(connection) == EXPECTED
 
 
 def test_read_only_needs_a_current_schema(tmp_path):

@@ -5,6 +5,10 @@ Keys, in one place:
 - ``articles``: ``article_id`` (a hash of the URL as fetched); rows are insert-only.
 - ``embeddings``: ``(text_hash, model)``: unchanged text is never embedded again.
 - ``article_terms``: ``(article_id, term)``; ``terms``: ``term``, counted once per new original.
+- ``pages``: ``article_id``; ``feeds``: updated in place by ``feed_id``; ``fetch_failures``: append-only.
+
+Feed validators (ETag, Last-Modified) are saved in the same transaction as the articles they
+led to, so a run killed before loading fetches those feeds in full again and loses nothing.
 """
 
 import logging
@@ -13,6 +17,7 @@ from datetime import datetime
 
 import duckdb
 
+from warehouse.feeds import FeedOutcome, FetchFailure, record_feed_outcomes, record_fetch_failures
 from warehouse.sql import run
 import pyarrow as pa
 
@@ -40,6 +45,8 @@ class ArticleRow:
     duplicate_similarity: float | None
     story_id: str
     story_similarity: float | None
+    feed_id: str | None = None
+    text_source: str | None = None
 
 
 @dataclass
@@ -54,12 +61,26 @@ class EmbeddingRow:
 
 
 @dataclass
+class PageRow:
+    """One row of the `pages` table: the raw HTML an article was extracted from, compressed."""
+
+    article_id: str
+    final_url: str
+    content_type: str | None
+    html_zlib: bytes
+    fetched_at: datetime
+
+
+@dataclass
 class LoadBatch:
     """Everything one run writes."""
 
     articles: list[ArticleRow] = field(default_factory=list)
     embeddings: list[EmbeddingRow] = field(default_factory=list)
     article_terms: dict[str, dict[str, int]] = field(default_factory=dict)
+    pages: list[PageRow] = field(default_factory=list)
+    feed_outcomes: list[FeedOutcome] = field(default_factory=list)
+    fetch_failures: list[FetchFailure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,13 @@ def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadR
                 [originals],
             )
             connection.unregister("new_terms")
+        pages = [row for row in batch.pages if row.article_id not in stored]
+        if pages:
+            connection.register("new_pages", _table(pages, PageRow))
+            run(connection, "INSERT OR IGNORE INTO pages BY NAME SELECT * FROM new_pages")
+            connection.unregister("new_pages")
+        record_feed_outcomes(connection, batch.feed_outcomes)
+        record_fetch_failures(connection, batch.fetch_failures)
         embeddings = 0
         if batch.embeddings:
             connection.register("new_embeddings", _table(batch.embeddings, EmbeddingRow))

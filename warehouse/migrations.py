@@ -79,6 +79,43 @@ MIGRATIONS: tuple[Migration, ...] = (
         GROUP BY story_id;
         """,
     ),
+    Migration(
+        2,
+        "feeds, fetch failures, raw pages and article provenance",
+        """
+        CREATE TABLE feeds (
+            feed_id              VARCHAR PRIMARY KEY,
+            url                  VARCHAR NOT NULL UNIQUE,
+            name                 VARCHAR,
+            added_at             TIMESTAMPTZ NOT NULL,
+            etag                 VARCHAR,
+            last_modified        VARCHAR,
+            last_status          INTEGER,
+            last_error           VARCHAR,
+            last_fetched_at      TIMESTAMPTZ,
+            last_success_at      TIMESTAMPTZ,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            next_due_at          TIMESTAMPTZ,
+            last_new_item_at     TIMESTAMPTZ
+        );
+        CREATE TABLE fetch_failures (
+            url       VARCHAR NOT NULL,
+            feed_id   VARCHAR,
+            status    INTEGER,
+            error     VARCHAR NOT NULL,
+            failed_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE pages (
+            article_id   VARCHAR PRIMARY KEY,
+            final_url    VARCHAR NOT NULL,
+            content_type VARCHAR,
+            html_zlib    BLOB NOT NULL,
+            fetched_at   TIMESTAMPTZ NOT NULL
+        );
+        ALTER TABLE articles ADD COLUMN feed_id VARCHAR;
+        ALTER TABLE articles ADD COLUMN text_source VARCHAR;
+        """,
+    ),
 )
 
 

@@ -13,8 +13,13 @@ from warehouse.sql import run
 
 
 def stored_urls(connection: duckdb.DuckDBPyConnection, urls: list[str]) -> set[str]:
-    """Which of these URLs are already stored."""
-    rows = run(connection, "SELECT url FROM articles WHERE url IN (SELECT unnest(?))", [urls])
+    """Which of these URLs are already stored, as fetched or as canonical URL."""
+    rows = run(
+        connection,
+        "SELECT url FROM articles WHERE url IN (SELECT unnest(?))"
+        " UNION SELECT canonical_url FROM articles WHERE canonical_url IN (SELECT unnest(?))",
+        [urls, urls],
+    )
     return {row[0] for row in rows}
 
 

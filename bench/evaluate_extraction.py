@@ -1,0 +1,140 @@
+"""Score article extraction of the real feed pipeline against gold body text.
+
+Data: a folder with `html/<id>.html` pages and `ground-truth.json` = `{id: {"articleBody": ...}}`
+(the layout of the article-extraction benchmark's `A1_scrapinghub_aeb/dev`). The pages are
+served by a local HTTP server on 127.0.0.1 behind an RSS feed; `newswatch`'s `ingest-feeds` flow
+polls the feed, fetches every page, extracts, embeds, deduplicates, clusters and loads; the
+stored text of each article is then scored against the gold body with bag-of-tokens precision,
+recall and F1 (lower-cased `\\w+` tokens, multiset intersection), averaged over pages — the
+benchmark's own measure. Plain `trafilatura.extract` on the same pages, in the same run, is
+scored beside it.
+
+Example:
+    python bench/evaluate_extraction.py --data ../shared/eval/A1_scrapinghub_aeb/dev
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def token_scores(predicted: str, gold: str) -> tuple[float, float, float]:
+    """Bag-of-tokens precision, recall and F1 of one extraction."""
+    predicted_tokens = Counter(re.findall(r"\w+", predicted.lower()))
+    gold_tokens = Counter(re.findall(r"\w+", gold.lower()))
+    shared = sum((predicted_tokens & gold_tokens).values())
+    precision = shared / sum(predicted_tokens.values()) if predicted_tokens else 0.0
+    recall = shared / sum(gold_tokens.values()) if gold_tokens else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def mean_scores(scores: list[tuple[float, float, float]]) -> dict[str, float]:
+    return {name: round(sum(s[i] for s in scores) / len(scores), 4) for i, name in enumerate(("precision", "recall", "f1"))}
+
+
+def serve(pages: dict[str, bytes]) -> ThreadingHTTPServer:
+    """Serve `/feed.xml` listing every page and `/page/<id>` on 127.0.0.1."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path == "/feed.xml":
+                base = f"http://127.0.0.1:{self.server.server_address[1]}"
+                items = "".join(
+                    f"<item><title>{escape(key)}</title><link>{base}/page/{key}</link></item>" for key in pages
+                )
+                body, kind = f"<?xml version='1.0'?><rss version='2.0'><channel><title>bench</title>{items}</channel></rss>".encode(), "application/rss+xml"
+            elif self.path.startswith("/page/") and self.path[6:] in pages:
+                body, kind = pages[self.path[6:]], "text/html"
+            else:
+                body, kind = b"not found", "text/plain"
+                self.send_response(404)
+            if kind != "text/plain":
+                self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder with html/ and ground-truth.json")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    args = parser.parse_args(argv)
+    truth_file = args.data / "ground-truth.json"
+    if not truth_file.is_file():
+        print(f"evaluate_extraction: error: {truth_file} not found", file=sys.stderr)
+        return 2
+    truth = json.loads(truth_file.read_text(encoding="utf-8"))
+    pages = {key: (args.data / "html" / f"{key}.html").read_bytes() for key in truth if (args.data / "html" / f"{key}.html").is_file()}
+
+    import trafilatura
+
+    started = time.perf_counter()
+    plain = {key: trafilatura.extract(html) or "" for key, html in pages.items()}
+    plain_seconds = time.perf_counter() - started
+
+    from flows.ingest import ingest_feeds
+    from flows.settings import Settings
+    from warehouse.connection import open_warehouse
+    from warehouse.feeds import add_feed
+
+    server = serve(pages)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            db = Path(scratch) / "extract.duckdb"
+            feed_url = f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
+            with open_warehouse(db) as connection:
+                add_feed(connection, feed_url, "bench", datetime.now(UTC))
+            settings = Settings(allow_private_networks=True, fetch_host_delay=0.0, fetch_host_concurrency=8)
+            started = time.perf_counter()
+            summary = ingest_feeds(db, settings)
+            pipeline_seconds = time.perf_counter() - started
+            with open_warehouse(db, read_only=True) as connection:
+                stored = dict(connection.execute("SELECT url, text FROM articles").fetchall())
+    finally:
+        server.shutdown()
+    ours = {url.rsplit("/", 1)[1]: text for url, text in stored.items()}
+    keys = sorted(pages)
+    result = {
+        "pages": len(keys),
+        "stored": sum(1 for key in keys if key in ours),
+        "newswatch": mean_scores([token_scores(ours.get(key, ""), truth[key]["articleBody"]) for key in keys]),
+        "trafilatura_extract": mean_scores([token_scores(plain[key], truth[key]["articleBody"]) for key in keys]),
+        "pipeline_seconds": round(pipeline_seconds, 1),
+        "plain_extract_seconds": round(plain_seconds, 1),
+        "fetch_failures": summary.failures,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:22} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Polling feeds and fetching their new articles' pages: the network half of a feed run.
+
+Everything here is plain async code over `extract.fetch` and `extract.feeds`; failures become
+rows (per feed and per article), never exceptions, so one bad feed cannot stop a run.
+"""
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from extract.content import Article, article_from_html, normalize_text
+from extract.feeds import FeedEntry, FeedError, parse_feed
+from extract.fetch import Fetcher, FetchPolicy, FetchResult, next_retry_delay
+from warehouse.feeds import FeedOutcome, FeedRecord, FetchFailure
+
+logger = logging.getLogger(__name__)
+
+FEED_TYPES = (
+    "application/rss+xml", "application/atom+xml", "application/xml", "text/xml", "application/rdf+xml",
+    "application/feed+json", "application/json", "text/plain", "application/octet-stream", "text/html",
+)
+PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class FetchedArticle:
+    """An article built from a feed entry and (when it could be fetched) its page."""
+
+    article: Article
+    feed_id: str
+    text_source: str  # "page" or "feed-summary"
+    html_zlib: bytes | None = None
+    final_url: str | None = None
+    content_type: str | None = None
+
+
+@dataclass
+class PollResult:
+    """What polling the due feeds gave."""
+
+    articles: list[FetchedArticle] = field(default_factory=list)
+    outcomes: list[FeedOutcome] = field(default_factory=list)
+    failures: list[FetchFailure] = field(default_factory=list)
+    feeds_polled: int = 0
+    not_modified: int = 0
+
+
+async def poll(
+    feeds: list[FeedRecord],
+    policy: FetchPolicy,
+    interval: timedelta,
+    is_stored: Callable[[list[str]], set[str]],
+    progress: Callable[[str, int], None] = lambda stage, count: None,
+) -> PollResult:
+    """Poll feeds, then fetch the pages of entries not stored yet.
+
+    Args:
+        feeds: Due feeds.
+        policy: Fetching limits and manners.
+        interval: Time between successful polls of one feed.
+        is_stored: Which of these canonical URLs are already stored (those are never fetched).
+        progress: Called with ("feeds"|"pages", items done).
+
+    Returns:
+        Articles, per-feed outcomes and failure rows.
+    """
+    result = PollResult(feeds_polled=len(feeds))
+    async with Fetcher(policy) as fetcher:
+        responses = await asyncio.gather(*(
+            _fetch_feed(fetcher, feed, progress) for feed in feeds
+        ))
+        entries: dict[str, tuple[FeedEntry, str]] = {}
+        new_counts: dict[str, int] = {}
+        for feed, response in zip(feeds, responses):
+            now = datetime.now(UTC)
+            parsed_entries, error = [], response.error
+            if response.not_modified:
+                result.not_modified += 1
+            elif response.ok:
+                try:
+                    parsed = parse_feed(response.body, url=response.final_url, content_type=response.content_type)
+                    parsed_entries = list(parsed.entries)
+                    if parsed.warning:
+                        logger.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
+                except FeedError as failure:
+                    error = str(failure)
+            if error:
+                result.failures.append(FetchFailure(feed.url, feed.feed_id, response.status, error, now))
+                delay = next_retry_delay(feed.consecutive_failures + 1, retry_after=response.retry_after)
+                next_due = now + timedelta(seconds=delay)
+            else:
+                next_due = now + interval
+            stored = is_stored([entry.url for entry in parsed_entries]) if parsed_entries else set()
+            fresh = [entry for entry in parsed_entries if entry.url not in stored and entry.url not in entries]
+            for entry in fresh:
+                entries[entry.url] = (entry, feed.feed_id)
+            new_counts[feed.feed_id] = len(fresh)
+            result.outcomes.append(FeedOutcome(
+                feed.feed_id, now, response.status, error, response.etag, response.last_modified, next_due, len(fresh),
+            ))
+        pages = await asyncio.gather(*(
+            _fetch_page(fetcher, entry, progress) for entry, _ in entries.values()
+        ))
+    for (entry, feed_id), page in zip(entries.values(), pages):
+        article = _article(entry, feed_id, page)
+        if page.error:
+            result.failures.append(FetchFailure(entry.url, feed_id, page.status, page.error, datetime.now(UTC)))
+        if article:
+            result.articles.append(article)
+    return result
+
+
+async def _fetch_feed(fetcher: Fetcher, feed: FeedRecord, progress) -> FetchResult:
+    response = await fetcher.fetch(feed.url, etag=feed.etag, last_modified=feed.last_modified, accept=FEED_TYPES)
+    progress("feeds", 1)
+    return response
+
+
+async def _fetch_page(fetcher: Fetcher, entry: FeedEntry, progress) -> FetchResult:
+    response = await fetcher.fetch(entry.url, accept=PAGE_TYPES, check_robots=True)
+    progress("pages", 1)
+    return response
+
+
+def _article(entry: FeedEntry, feed_id: str, page: FetchResult) -> FetchedArticle | None:
+    """The page's extraction with the entry's metadata filling gaps; else the entry summary."""
+    extracted = article_from_html(page.body, page.final_url) if page.ok and page.body else None
+    if extracted and extracted.text:
+        article = replace(
+            extracted,
+            url=entry.url,
+            title=extracted.title or entry.title,
+            # The feed's date is explicit metadata; a page date may be guessed from its text.
+            published_at=entry.published_at or extracted.published_at,
+            author=extracted.author or entry.author,
+        )
+        return FetchedArticle(
+            article, feed_id, "page", zlib.compress(page.body, 6), page.final_url, page.content_type
+        )
+    # Never lose an article: without a usable page, keep what the feed said, marked as such.
+    text, source = (entry.summary, "feed-summary") if entry.summary else (entry.title, "feed-title")
+    if not text:
+        return None
+    article = Article(entry.url, entry.title, normalize_text(text), entry.published_at, entry.author)
+    return FetchedArticle(article, feed_id, source)

@@ -1,0 +1,110 @@
+"""Feed runs end to end against a real local HTTP server, with the real model."""
+
+import html
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.ingest import ingest_feeds
+from flows.settings import Settings
+from tests.conftest import ORIGINAL, OTHER, REWRITE, SEEDS
+from tests.http_server import make_server_fixture, respond, static
+from warehouse.connection import open_warehouse
+from warehouse.feeds import add_feed
+
+http_server = make_server_fixture()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+HEADLINES = {
+    ORIGINAL: "Hamas invites Elon Musk to Gaza to see the destruction",
+    REWRITE: "Hamas extends invitation to Elon Musk to visit Gaza",
+    OTHER: "Musk declines Hamas invitation to visit Gaza",
+}
+
+
+def page(name: str) -> bytes:
+    body = (SEEDS / name).read_text(encoding="utf-8").split(" ", 3)[-1]
+    paragraphs = "".join(f"<p>{html.escape(p.strip())}</p>" for p in body.split("\n") if p.strip())
+    return (
+        f"<!doctype html><html lang='en'><head><title>{HEADLINES[name]}</title></head><body>"
+        f"<nav><a href='/'>Home</a></nav><article>{paragraphs}</article>"
+        "<footer>Copyright 2023 Example</footer></body></html>"
+    ).encode()
+
+
+def rss(base: str) -> bytes:
+    items = "".join(
+        f"<item><title>Seed {i}</title><link>{base}/a/{name}?utm_source=rss&amp;id={i}</link>"
+        f"<pubDate>Wed, 29 Nov 2023 1{i}:00:00 GMT</pubDate><description>Summary of seed {i}</description></item>"
+        for i, name in enumerate((ORIGINAL, REWRITE, OTHER))
+    )
+    missing = (
+        f"<item><title>Gone page</title><link>{base}/a/gone</link>"
+        "<pubDate>Wed, 29 Nov 2023 15:00:00 GMT</pubDate>"
+        "<description>Hamas invited Elon Musk to Gaza; the page has since been removed.</description></item>"
+    )
+    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>Local</title>{items}{missing}</channel></rss>".encode()
+
+
+def serve(http_server):
+    feed = rss(http_server.base_url)
+
+    def feed_handler(request):
+        if request.headers.get("If-None-Match") == '"v1"':
+            respond(request, 304, b"", None, {"ETag": '"v1"'})
+        else:
+            respond(request, 200, feed, "application/rss+xml", {"ETag": '"v1"'})
+
+    http_server.route("/feed.xml", feed_handler)
+    http_server.route("/broken.xml", static(b"oops", "text/plain", status=500))
+    for name in (ORIGINAL, REWRITE, OTHER):
+        http_server.route(f"/a/{name}", static(page(name)))
+
+
+def query(db, sql):
+    connection = duckdb.connect(str(db), read_only=True)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def test_feed_run_then_unchanged_run(tmp_path, http_server):
+    serve(http_server)
+    db = tmp_path / "nw.duckdb"
+    settings = Settings(allow_private_networks=True, fetch_host_delay=0, poll_interval_minutes=0.0001)
+    with open_warehouse(db) as connection:
+        add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
+        add_feed(connection, http_server.url("/broken.xml"), None, datetime.now(UTC))
+
+    first = ingest_feeds(db, settings)
+    assert (first.feeds_polled, first.new_articles, first.duplicates) == (2, 4, 1)
+    stored = query(db, "SELECT url, duplicate_of, text_source, story_id FROM articles")
+    assert not any("utm_source" in url for url, *_ in stored)
+    rows = {url.rsplit("/", 1)[1].split("?")[0]: (dup, source, story) for url, dup, source, story in stored}
+    assert set(rows) == {ORIGINAL, REWRITE, OTHER, "gone"}
+    assert rows[REWRITE][0] is not None and rows[OTHER][0] is None, rows
+    assert rows["gone"][1] == "feed-summary" and rows[ORIGINAL][1] == "page"
+    assert rows[ORIGINAL][2] == rows[REWRITE][2] == rows[OTHER][2]
+    assert query(db, "SELECT count(*) FROM pages")[0][0] == 3
+    failures = query(db, "SELECT url, status FROM fetch_failures ORDER BY url")
+    assert (http_server.url("/a/gone"), 404) in failures and (http_server.url("/broken.xml"), 500) in failures
+    health = dict((url.rsplit("/", 1)[1], rest) for url, *rest in query(
+        db, "SELECT url, last_status, consecutive_failures, etag, next_due_at > now() FROM feeds"))
+    assert health["feed.xml"][:3] == [200, 0, '"v1"']
+    assert health["broken.xml"][:2] == [500, 1] and health["broken.xml"][3] is True  # backing off
+
+    seen = len(http_server.paths_seen())
+    second = ingest_feeds(db, settings)
+    assert (second.feeds_polled, second.not_modified, second.new_articles) == (1, 1, 0)
+    later = http_server.paths_seen()[seen:]
+    assert later == ["/feed.xml"], later  # no page, no broken feed (backing off), feed answered 304
+    assert query(db, "SELECT count(*) FROM articles")[0][0] == 4
