@@ -1,12 +1,14 @@
 """The ingest flow: Prefect tasks over whole batches, wrapping the stages in `flows.pipeline`."""
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from rich.progress import MofNCompleteColumn, Progress
 
 from extract.content import Article
 from extract.fixtures import SkippedFile, read_fixture_dir
@@ -67,7 +69,16 @@ def poll_feeds(db: Path, settings: Settings) -> PollResult:
         with open_warehouse(db) as connection:
             return stored_urls(connection, urls)
 
-    return asyncio.run(poll(feeds, fetch_policy(settings), timedelta(minutes=settings.poll_interval_minutes), is_stored))
+    interval = timedelta(minutes=settings.poll_interval_minutes)
+    if not sys.stderr.isatty():
+        return asyncio.run(poll(feeds, fetch_policy(settings), interval, is_stored))
+    # On a terminal, show how far polling and page fetching have got; logs are enough elsewhere.
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True) as progress:
+        bars = {"feeds": progress.add_task("feeds", total=len(feeds)), "pages": progress.add_task("pages", total=None)}
+        return asyncio.run(poll(
+            feeds, fetch_policy(settings), interval, is_stored,
+            lambda stage, count: progress.advance(bars[stage], count),
+        ))
 
 
 @task(name="prepare", cache_policy=NO_CACHE)

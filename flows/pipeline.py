@@ -14,13 +14,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import courlan
 import numpy as np
 
 from extract.cluster import ClusterItem, ClusterRules, Story, StoryAssignment, assign_stories
 from extract.content import Article, text_hash
 from extract.dedupe import DedupeItem, DedupeRules, find_duplicates
 from extract.embed import Embedder
+from extract.feeds import canonicalize_url
 from extract.terms import TermWeights, extract_terms
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
@@ -65,12 +65,7 @@ def article_id_for(url: str) -> str:
 
 def canonical_url(url: str) -> str:
     """The URL without tracking parameters, fragments or default ports (web URLs only)."""
-    if url.startswith(("http://", "https://")):
-        try:
-            return courlan.normalize_url(url, strict=True)
-        except ValueError:
-            return url
-    return url
+    return canonicalize_url(url) if url.startswith(("http://", "https://")) else url
 
 
 @lru_cache(maxsize=4)

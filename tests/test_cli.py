@@ -86,3 +86,40 @@ def test_run_skips_bad_files_and_prints_the_story(tmp_path, seeds_copy):
 def test_default_database_comes_from_the_environment(tmp_path):
     result = newswatch("clusters", env={"NEWSWATCH_DB": str(tmp_path / "env.duckdb")})
     assert_one_line_error(result, str(tmp_path / "env.duckdb"))
+
+
+def test_feed_list_commands(tmp_path):
+    db = str(tmp_path / "nw.duckdb")
+    assert newswatch("add-feed", "https://news.example.org/rss.xml", "--name", "Example", "--db", db).returncode == 0
+    again = newswatch("add-feed", "https://news.example.org/rss.xml", "--db", db)
+    assert again.returncode == 0 and "already listed" in again.stdout
+    assert_one_line_error(newswatch("add-feed", "ftp://example.org/feed", "--db", db), "not an http(s) feed URL")
+
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        "<?xml version='1.0'?><opml version='2.0'><head><title>x</title></head><body>"
+        "<outline text='Group'><outline text='Other' type='rss' xmlUrl='https://other.example.net/feed'/></outline>"
+        "<outline text='Example' type='rss' xmlUrl='https://news.example.org/rss.xml'/></body></opml>",
+        encoding="utf-8",
+    )
+    imported = newswatch("import-opml", str(opml), "--db", db)
+    assert imported.returncode == 0 and "1 added, 1 already listed" in imported.stdout
+
+    listed = newswatch("feeds", "--db", db)
+    assert listed.returncode == 0
+    assert "Example" in listed.stdout and "other.example.net" in listed.stdout
+
+    exported = newswatch("export-opml", "--db", db)
+    assert exported.returncode == 0
+    assert exported.stdout.count("xmlUrl=") == 2
+
+    assert newswatch("remove-feed", "https://other.example.net/feed", "--db", db).returncode == 0
+    assert_one_line_error(newswatch("remove-feed", "https://other.example.net/feed", "--db", db), "no feed")
+    broken = tmp_path / "broken.opml"
+    broken.write_text("<opml><body><outline", encoding="utf-8")
+    assert_one_line_error(newswatch("import-opml", str(broken), "--db", db), "broken.opml")
+    assert_one_line_error(newswatch("import-opml", str(tmp_path / "none.opml"), "--db", db), "cannot read")
+
+
+def test_run_without_feeds_or_fixtures(tmp_path):
+    assert_one_line_error(newswatch("run", "--db", str(tmp_path / "nw.duckdb")), "no feeds to poll")
