@@ -108,3 +108,31 @@ def test_feed_run_then_unchanged_run(tmp_path, http_server):
     later = http_server.paths_seen()[seen:]
     assert later == ["/feed.xml"], later  # no page, no broken feed (backing off), feed answered 304
     assert query(db, "SELECT count(*) FROM articles")[0][0] == 4
+
+
+def test_run_killed_before_loading_loses_nothing(tmp_path, http_server, monkeypatch):
+    serve(http_server)
+    db = tmp_path / "nw.duckdb"
+    settings = Settings(allow_private_networks=True, fetch_host_delay=0, poll_interval_minutes=0.0001)
+    with open_warehouse(db) as connection:
+        add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
+
+    from flows import pipeline
+
+    real_load = pipeline.load
+
+    def killed(batch, db):
+        raise KeyboardInterrupt  # the process dies between fetching and loading
+
+    monkeypatch.setattr(pipeline, "load", killed)
+    with pytest.raises(BaseException):
+        ingest_feeds(db, settings)
+    assert query(db, "SELECT count(*) FROM articles")[0][0] == 0
+    assert query(db, "SELECT etag, last_status FROM feeds") == [(None, None)]  # validators not kept
+
+    monkeypatch.setattr(pipeline, "load", real_load)
+    summary = ingest_feeds(db, settings)
+    assert (summary.not_modified, summary.new_articles, summary.duplicates) == (0, 4, 1)
+    again = ingest_feeds(db, settings)
+    assert (again.not_modified, again.new_articles) == (1, 0)
+    assert query(db, "SELECT count(*), count(DISTINCT url) FROM articles")[0] == (4, 4)
