@@ -7,6 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import py3langid
 import trafilatura
 
 logger = logging.getLogger(__name__)
@@ -21,8 +22,10 @@ class Article:
     text: str
     published_at: datetime | None  # timezone-aware UTC
     author: str | None = None
-    language: str | None = None
+    language: str | None = None  # ISO 639-1 code, e.g. "en"
     site_name: str | None = None
+    image_url: str | None = None
+    canonical_url: str | None = None  # the page's own rel=canonical (or og:url), when it names another URL
 
 
 _LINE_BREAKS = re.compile(r"\r\n?|[\v\f\x85\u2028\u2029]")
@@ -216,6 +219,9 @@ def fallback_title(text: str, max_chars: int = 120) -> str:
 
 
 _DATE_HEADER = re.compile(r"\A\s*(?i:date)[ \t]+(\d{4}-\d{2}-\d{2})\b[ \t]*")
+# Recorded with every text extracted from a page, so `newswatch reextract` knows which are stale.
+EXTRACTOR = f"trafilatura {trafilatura.__version__}"
+
 _HTML_LANG = re.compile(rb"<html\b[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3})\b", re.IGNORECASE)
 
 
@@ -261,7 +267,7 @@ def article_from_text(raw: str, url: str, *, published_at: datetime | None = Non
         title = fallback_title(text) or None
     if published_at:  # naive datetimes are taken to be UTC already
         published_at = published_at.replace(tzinfo=published_at.tzinfo or UTC).astimezone(UTC)
-    return Article(url, title, text, published_at or header_date)
+    return Article(url, title, text, published_at or header_date, language=detect_language(text))
 
 
 def article_from_html(html: str | bytes, url: str) -> Article | None:
@@ -288,14 +294,34 @@ def article_from_html(html: str | bytes, url: str) -> Article | None:
     title = normalize_text(document.title) if document.title else guess_title(text)
     if title:
         text = _split_title(text, title)
-    # trafilatura only reports a language when asked to filter by one; the <html lang> is enough.
+    # trafilatura only reports a language when asked to filter by one: trust <html lang>, else detect.
     lang = _HTML_LANG.search((html.encode("utf-8", "replace") if isinstance(html, str) else html)[:4096])
+    language = document.language or (lang.group(1).decode("ascii") if lang else None)
+    # trafilatura reports the page's rel=canonical or og:url as its url, else the url it was given.
+    canonical = document.url if document.url and document.url != url and _is_article_url(document.url) else None
     return Article(
         url=url,
         title=title or fallback_title(text) or None,
         text=text,
         published_at=_parse_date(document.date) if document.date else None,
         author=document.author or None,
-        language=document.language or (lang.group(1).decode("ascii").lower() if lang else None),
+        language=language.lower()[:2] if language else detect_language(text),
         site_name=document.sitename or None,
+        image_url=document.image or None,
+        canonical_url=canonical,
     )
+
+
+def _is_article_url(url: str) -> bool:
+    """A canonical link worth trusting: http(s) with a path (sites that point every page home are ignored)."""
+    match = re.match(r"https?://[^/?#]+(/[^?#]*)?", url)
+    return bool(match and match.group(1) and match.group(1).strip("/"))
+
+
+def detect_language(text: str) -> str | None:
+    """The ISO 639-1 code of the text's language, or None when the text is too short to tell."""
+    sample = text[:2000]
+    if len(sample) < 40:
+        return None
+    code, _ = py3langid.classify(sample)
+    return code

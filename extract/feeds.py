@@ -260,8 +260,12 @@ def _parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFe
                 url=entry_url, title=_detail_text(item.get("title"), item.get("title_detail")),
                 published_at=_checked_date(dates[0]) or _checked_date(dates[1]),
                 author=_plain_text(author, False),
-                summary=_detail_text(item.get("summary"), item.get("summary_detail"))
-                or _detail_text(content.get("value"), content),
+                # The fuller of the two: content:encoded often carries the whole article.
+                summary=max(
+                    (_detail_text(item.get("summary"), item.get("summary_detail")),
+                     _detail_text(content.get("value"), content)),
+                    key=lambda text: len(text or ""),
+                ) or None,
                 guid=_plain_text(item.get("id"), False)))
     error = result.get("bozo_exception")
     warning = " ".join(f"{type(error).__name__}: {error}".split()) if result.get("bozo") else None

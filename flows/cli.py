@@ -68,10 +68,16 @@ def run(
         fail(f"fixture folder {fixtures} does not exist")
     if fixtures is not None and not fixtures.is_dir():
         fail(f"fixture path {fixtures} is not a folder")
+    from datetime import UTC, datetime
+
+    from flows.pipeline import FeedFileError, import_feed_file
+
     try:
+        if fixtures is None and settings.feeds_file is not None:
+            import_feed_file(settings.feeds_file, settings.db, datetime.now(UTC))
         with open_warehouse(settings.db) as connection:
             feed_count = len(list_feeds(connection))
-    except WarehouseError as error:
+    except (WarehouseError, FeedFileError) as error:
         fail(str(error))
     if fixtures is None and not feed_count:
         fail("no feeds to poll: add one with `newswatch add-feed URL`, or pass --fixtures DIR")
@@ -127,6 +133,32 @@ def _feed_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         fail(f"not an http(s) feed URL: {url}")
     return url.strip()
+
+
+@app.command()
+def reextract(
+    db: DbOption = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Re-extract every stored page, not only those from another extractor version.")
+    ] = False,
+) -> None:
+    """Rebuild article texts from the stored raw pages with the installed extractor (no refetching).
+
+    Example: newswatch reextract --db newswatch.duckdb
+    """
+    from flows.maintenance import reextract_pages
+
+    settings = _settings(db=db)
+    if not settings.db.exists():
+        fail(f"database {settings.db} does not exist yet: run `newswatch run` first")
+    try:
+        summary = reextract_pages(settings.db, settings, everything=everything)
+    except WarehouseError as error:
+        fail(str(error))
+    console.print(
+        f"re-extracted {summary.pages} pages: {summary.changed} texts changed, {summary.unchanged} unchanged, "
+        f"{summary.failed} gave no text (kept as stored); {summary.new_embeddings} new embeddings"
+    )
 
 
 @app.command("add-feed")
@@ -186,23 +218,14 @@ def import_opml_command(
     """
     from datetime import UTC, datetime
 
-    from extract.opml import OpmlError, read_opml
-    from warehouse.feeds import add_feed
+    from flows.pipeline import FeedFileError, import_feed_file
 
     settings = _settings(db=db)
     try:
-        feeds = read_opml(file.read_bytes())
-    except OSError as error:
-        fail(f"cannot read {file}: {error.strerror or error}")
-    except OpmlError as error:
-        fail(f"{file}: {error}")
-    now = datetime.now(UTC)
-    try:
-        with open_warehouse(settings.db) as connection:
-            added = sum(add_feed(connection, feed.url, feed.title, now) for feed in feeds)
-    except WarehouseError as error:
+        listed, added = import_feed_file(file, settings.db, datetime.now(UTC))
+    except (FeedFileError, WarehouseError) as error:
         fail(str(error))
-    console.print(f"{len(feeds)} feeds in {file}: {added} added, {len(feeds) - added} already listed")
+    console.print(f"{listed} feeds in {file}: {added} added, {listed - added} already listed")
 
 
 @app.command("export-opml")

@@ -71,13 +71,13 @@ def poll_feeds(db: Path, settings: Settings) -> PollResult:
 
     interval = timedelta(minutes=settings.poll_interval_minutes)
     if not sys.stderr.isatty():
-        return asyncio.run(poll(feeds, fetch_policy(settings), interval, is_stored))
+        return asyncio.run(poll(feeds, fetch_policy(settings), interval, is_stored, fetch_pages=settings.fetch_pages))
     # On a terminal, show how far polling and page fetching have got; logs are enough elsewhere.
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True) as progress:
         bars = {"feeds": progress.add_task("feeds", total=len(feeds)), "pages": progress.add_task("pages", total=None)}
         return asyncio.run(poll(
             feeds, fetch_policy(settings), interval, is_stored,
-            lambda stage, count: progress.advance(bars[stage], count),
+            lambda stage, count: progress.advance(bars[stage], count), fetch_pages=settings.fetch_pages,
         ))
 
 
@@ -148,6 +148,13 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
     """
     settings = settings or Settings()
     ingested_at = datetime.now(UTC)
+    if settings.feeds_file is not None:
+        try:
+            listed, added = pipeline.import_feed_file(settings.feeds_file, db, ingested_at)
+            if added:
+                get_run_logger().info("added %d of the %d feeds in %s", added, listed, settings.feeds_file)
+        except pipeline.FeedFileError as error:
+            get_run_logger().error("feed list not read: %s", error)
     polled = poll_feeds(db, settings)
     fetched = {item.article.url: item for item in polled.articles}
     return _process(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from extract.cluster import ClusterItem, ClusterRules, Story, StoryAssignment, assign_stories
-from extract.content import Article, text_hash
+from extract.content import EXTRACTOR, Article, text_hash
 from extract.dedupe import DedupeItem, DedupeRules, find_duplicates
 from extract.embed import Embedder
 from extract.feeds import canonicalize_url
@@ -96,7 +96,7 @@ def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -
         PreparedArticle(
             article=article,
             article_id=article_id_for(url),
-            canonical_url=canonical_url(url),
+            canonical_url=canonical_url(article.canonical_url or url),
             text_hash=text_hash(article.text),
             terms=extract_terms(article.title, article.text),
             event_time=article.published_at or ingested_at,
@@ -251,6 +251,8 @@ def build_load_batch(
             story_similarity=story.similarity,
             feed_id=origin.feed_id if origin else None,
             text_source=origin.text_source if origin else "file",
+            image_url=article.image_url,
+            extracted_with=EXTRACTOR if origin and origin.html_zlib is not None else None,
         ))
     return LoadBatch(rows, embeddings, {item.article_id: dict(item.terms) for item in prepared}, pages)
 
@@ -259,3 +261,30 @@ def load(batch: LoadBatch, db: Path) -> LoadResult:
     """Write the batch in one transaction."""
     with open_warehouse(db) as connection:
         return load_batch(connection, batch)
+
+
+class FeedFileError(Exception):
+    """A feed list file cannot be read; the message is one sentence for the user."""
+
+
+def import_feed_file(path: Path, db: Path, now: datetime) -> tuple[int, int]:
+    """Add every feed of an OPML file that is not listed yet.
+
+    Returns:
+        How many feeds the file lists, and how many were added.
+
+    Raises:
+        FeedFileError: The file is missing, unreadable or not OPML.
+    """
+    from extract.opml import OpmlError, read_opml
+    from warehouse.feeds import add_feed
+
+    try:
+        feeds = read_opml(Path(path).read_bytes())
+    except OSError as error:
+        raise FeedFileError(f"cannot read {path}: {error.strerror or error}") from None
+    except OpmlError as error:
+        raise FeedFileError(f"{path}: {error}") from None
+    with open_warehouse(db) as connection:
+        added = sum(add_feed(connection, feed.url, feed.title, now) for feed in feeds)
+    return len(feeds), added

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from extract.content import Article, article_from_html, normalize_text
+from extract.content import Article, article_from_html, detect_language, normalize_text
 from extract.feeds import FeedEntry, FeedError, parse_feed
 from extract.fetch import Fetcher, FetchPolicy, FetchResult, next_retry_delay
 from warehouse.feeds import FeedOutcome, FeedRecord, FetchFailure
@@ -54,6 +54,7 @@ async def poll(
     interval: timedelta,
     is_stored: Callable[[list[str]], set[str]],
     progress: Callable[[str, int], None] = lambda stage, count: None,
+    fetch_pages: bool = True,
 ) -> PollResult:
     """Poll feeds, then fetch the pages of entries not stored yet.
 
@@ -63,6 +64,7 @@ async def poll(
         interval: Time between successful polls of one feed.
         is_stored: Which of these canonical URLs are already stored (those are never fetched).
         progress: Called with ("feeds"|"pages", items done).
+        fetch_pages: Fetch each new entry's page; otherwise keep what the feed itself says.
 
     Returns:
         Articles, per-feed outcomes and failure rows.
@@ -72,45 +74,53 @@ async def poll(
         responses = await asyncio.gather(*(
             _fetch_feed(fetcher, feed, progress) for feed in feeds
         ))
+        parsed_feeds = [_parse(feed, response) for feed, response in zip(feeds, responses)]
+        # One lookup for every entry of every feed: an article already stored is never fetched again.
+        urls = sorted({entry.url for entries, _ in parsed_feeds for entry in entries})
+        stored = is_stored(urls) if urls else set()
         entries: dict[str, tuple[FeedEntry, str]] = {}
-        new_counts: dict[str, int] = {}
-        for feed, response in zip(feeds, responses):
+        for feed, response, (parsed_entries, error) in zip(feeds, responses, parsed_feeds):
             now = datetime.now(UTC)
-            parsed_entries, error = [], response.error
             if response.not_modified:
                 result.not_modified += 1
-            elif response.ok:
-                try:
-                    parsed = parse_feed(response.body, url=response.final_url, content_type=response.content_type)
-                    parsed_entries = list(parsed.entries)
-                    if parsed.warning:
-                        logger.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
-                except FeedError as failure:
-                    error = str(failure)
             if error:
                 result.failures.append(FetchFailure(feed.url, feed.feed_id, response.status, error, now))
                 delay = next_retry_delay(feed.consecutive_failures + 1, retry_after=response.retry_after)
                 next_due = now + timedelta(seconds=delay)
             else:
                 next_due = now + interval
-            stored = is_stored([entry.url for entry in parsed_entries]) if parsed_entries else set()
             fresh = [entry for entry in parsed_entries if entry.url not in stored and entry.url not in entries]
             for entry in fresh:
                 entries[entry.url] = (entry, feed.feed_id)
-            new_counts[feed.feed_id] = len(fresh)
             result.outcomes.append(FeedOutcome(
                 feed.feed_id, now, response.status, error, response.etag, response.last_modified, next_due, len(fresh),
             ))
-        pages = await asyncio.gather(*(
-            _fetch_page(fetcher, entry, progress) for entry, _ in entries.values()
-        ))
+        if fetch_pages:
+            pages = await asyncio.gather(*(
+                _fetch_page(fetcher, entry, progress) for entry, _ in entries.values()
+            ))
+        else:
+            pages = [None] * len(entries)
     for (entry, feed_id), page in zip(entries.values(), pages):
         article = _article(entry, feed_id, page)
-        if page.error:
+        if page is not None and page.error:
             result.failures.append(FetchFailure(entry.url, feed_id, page.status, page.error, datetime.now(UTC)))
         if article:
             result.articles.append(article)
     return result
+
+
+def _parse(feed: FeedRecord, response: FetchResult) -> tuple[list[FeedEntry], str | None]:
+    """A feed response's entries and its error (None when it answered well, 304 included)."""
+    if response.not_modified or not response.ok:
+        return [], response.error
+    try:
+        parsed = parse_feed(response.body, url=response.final_url, content_type=response.content_type)
+    except FeedError as failure:
+        return [], str(failure)
+    if parsed.warning:
+        logger.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
+    return list(parsed.entries), None
 
 
 async def _fetch_feed(fetcher: Fetcher, feed: FeedRecord, progress) -> FetchResult:
@@ -125,9 +135,9 @@ async def _fetch_page(fetcher: Fetcher, entry: FeedEntry, progress) -> FetchResu
     return response
 
 
-def _article(entry: FeedEntry, feed_id: str, page: FetchResult) -> FetchedArticle | None:
+def _article(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> FetchedArticle | None:
     """The page's extraction with the entry's metadata filling gaps; else the entry summary."""
-    extracted = article_from_html(page.body, page.final_url) if page.ok and page.body else None
+    extracted = article_from_html(page.body, page.final_url) if page and page.ok and page.body else None
     if extracted and extracted.text:
         article = replace(
             extracted,
@@ -136,6 +146,8 @@ def _article(entry: FeedEntry, feed_id: str, page: FetchResult) -> FetchedArticl
             # The feed's date is explicit metadata; a page date may be guessed from its text.
             published_at=entry.published_at or extracted.published_at,
             author=extracted.author or entry.author,
+            # Where the page says it lives, else where redirects ended: both name the article.
+            canonical_url=extracted.canonical_url or (page.final_url if page.final_url != entry.url else None),
         )
         return FetchedArticle(
             article, feed_id, "page", zlib.compress(page.body, 6), page.final_url, page.content_type
@@ -144,5 +156,6 @@ def _article(entry: FeedEntry, feed_id: str, page: FetchResult) -> FetchedArticl
     text, source = (entry.summary, "feed-summary") if entry.summary else (entry.title, "feed-title")
     if not text:
         return None
-    article = Article(entry.url, entry.title, normalize_text(text), entry.published_at, entry.author)
+    text = normalize_text(text)
+    article = Article(entry.url, entry.title, text, entry.published_at, entry.author, language=detect_language(text))
     return FetchedArticle(article, feed_id, source)

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     respect_robots: bool = Field(True, description="Obey robots.txt when fetching article pages.")
     allow_private_networks: bool = Field(False, description="Allow feeds and pages on loopback or private addresses (off: refused as SSRF).")
     silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
+    fetch_pages: bool = Field(True, description="Fetch each new entry's page; off: keep the feed's own text (summary or full content).")
+    feeds_file: Path | None = Field(None, description="OPML file whose feeds are added (when missing) before every feed run.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
 
 

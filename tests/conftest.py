@@ -29,3 +29,31 @@ def seeds_copy(tmp_path: Path):
         return target
 
     return copy
+
+
+_LOOPBACK_NAMES = {None, "", "localhost", "localhost.localdomain", b"localhost"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    """Refuse DNS for any name but localhost, so no test can reach the network by mistake."""
+    import ipaddress
+    import socket
+
+    real = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in _LOOPBACK_NAMES:
+            try:
+                ipaddress.ip_address(name.split("%")[0])  # a literal address needs no DNS
+                literal = True
+            except ValueError:
+                literal = False
+            if not literal:
+                raise socket.gaierror(socket.EAI_NONAME, f"tests may not resolve {name!r}: loopback only")
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = loopback_only
+    yield
+    socket.getaddrinfo = real

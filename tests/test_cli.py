@@ -123,3 +123,18 @@ def test_feed_list_commands(tmp_path):
 
 def test_run_without_feeds_or_fixtures(tmp_path):
     assert_one_line_error(newswatch("run", "--db", str(tmp_path / "nw.duckdb")), "no feeds to poll")
+
+
+def test_feed_list_file_that_cannot_be_read(tmp_path):
+    result = newswatch("run", "--db", str(tmp_path / "nw.duckdb"), env={"NEWSWATCH_FEEDS_FILE": str(tmp_path / "no.opml")})
+    assert_one_line_error(result, "cannot read", "no.opml")
+
+
+def test_reextract_without_a_database_and_on_one_without_pages(tmp_path):
+    assert_one_line_error(newswatch("reextract", "--db", str(tmp_path / "nw.duckdb")), "does not exist yet")
+    assert not (tmp_path / "nw.duckdb").exists()
+    db = str(tmp_path / "feeds.duckdb")
+    assert newswatch("add-feed", "http://127.0.0.1:9/feed.xml", "--db", db).returncode == 0
+    result = newswatch("reextract", "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert "re-extracted 0 pages" in result.stdout

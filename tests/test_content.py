@@ -8,6 +8,7 @@ import pytest
 from extract.content import (
     article_from_html,
     article_from_text,
+    detect_language,
     fallback_title,
     guess_title,
     normalize_text,
@@ -283,3 +284,28 @@ def test_article_from_html_extracts_text_and_metadata(page):
 
 def test_article_from_html_returns_none_without_text():
     assert article_from_html("<html><head><title>Empty</title></head><body></body></html>", "u") is None
+
+
+def _page(head: str, body: str, lang: str = "") -> str:
+    return f"<html{lang}><head>{head}</head><body><article><p>{body}</p></article></body></html>"
+
+
+GERMAN = "Die Bundesregierung hat am Mittwoch beschlossen, die Hilfen für die Landwirte deutlich zu erhöhen. " * 3
+ENGLISH = "The city council voted on Tuesday to expand the night bus network across the northern districts. " * 3
+
+
+def test_language_from_html_lang_else_detected_from_the_text():
+    assert article_from_html(_page("", ENGLISH, " lang='en-GB'"), "https://example.com/a").language == "en"
+    assert article_from_html(_page("", GERMAN), "https://example.com/b").language == "de"
+    assert article_from_html(_page("", ENGLISH), "https://example.com/c").language == "en"
+    assert detect_language("Too short.") is None
+
+
+def test_canonical_link_and_image_are_kept_but_a_home_page_canonical_is_not():
+    head = "<link rel='canonical' href='https://example.com/news/2023/story'><meta property='og:image' content='https://example.com/i.jpg'>"
+    article = article_from_html(_page(head, ENGLISH), "https://example.com/amp/story?x=1")
+    assert article.canonical_url == "https://example.com/news/2023/story"
+    assert article.image_url == "https://example.com/i.jpg"
+    home = article_from_html(_page("<link rel='canonical' href='https://example.com/'>", ENGLISH), "https://example.com/s")
+    assert home.canonical_url is None
+    assert article_from_html(_page("", ENGLISH), "https://example.com/s").canonical_url is None

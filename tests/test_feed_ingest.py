@@ -1,6 +1,7 @@
 """Feed runs end to end against a real local HTTP server, with the real model."""
 
 import html
+from pathlib import Path
 from datetime import UTC, datetime
 
 import duckdb
@@ -136,3 +137,116 @@ def test_run_killed_before_loading_loses_nothing(tmp_path, http_server, monkeypa
     again = ingest_feeds(db, settings)
     assert (again.not_modified, again.new_articles) == (1, 0)
     assert query(db, "SELECT count(*), count(DISTINCT url) FROM articles")[0] == (4, 4)
+
+
+def test_feed_faults_are_rows_and_the_run_goes_on(tmp_path, http_server):
+    serve(http_server)
+    laughs = (Path(__file__).parent / "fixtures" / "feeds" / "billion_laughs.xml").read_bytes()
+    http_server.route("/limited.xml", static(b"slow down", "text/plain", status=429, headers={"Retry-After": "600"}))
+    http_server.route("/laughs.xml", static(laughs, "application/rss+xml"))
+    db = tmp_path / "nw.duckdb"
+    settings = Settings(allow_private_networks=True, fetch_host_delay=0, poll_interval_minutes=0.0001)
+    now = datetime.now(UTC)
+    with open_warehouse(db) as connection:
+        for path in ("/feed.xml", "/limited.xml", "/laughs.xml"):
+            add_feed(connection, http_server.url(path), None, now)
+
+    summary = ingest_feeds(db, settings)
+    assert (summary.feeds_polled, summary.new_articles) == (3, 4)
+    health = {url.rsplit("/", 1)[1]: rest for url, *rest in query(
+        db, "SELECT url, last_status, consecutive_failures, last_error, epoch(next_due_at - now()) FROM feeds")}
+    status, failures, error, due_in = health["limited.xml"]
+    assert (status, failures) == (429, 1) and 590 < due_in <= 600  # Retry-After honoured
+    status, failures, error, due_in = health["laughs.xml"]
+    assert failures == 1 and "entit" in error.lower() and due_in > 0
+    assert health["feed.xml"][:2] == [200, 0]
+    rows = {url.rsplit("/", 1)[1]: (status, error) for url, status, error in query(
+        db, "SELECT url, status, error FROM fetch_failures")}
+    assert rows["limited.xml"][0] == 429 and "entit" in rows["laughs.xml"][1].lower()
+
+
+def test_rel_canonical_makes_a_second_url_the_same_article(tmp_path, http_server):
+    original = page(ORIGINAL).replace(
+        b"<head>", f"<head><link rel='canonical' href='{http_server.url('/story/musk-gaza')}'>".encode())
+    http_server.route("/a/1", static(original))
+    http_server.route("/amp/1", static(original))
+    http_server.route("/story/musk-gaza", static(original))
+
+    def feed(*paths):
+        items = "".join(
+            f"<item><title>Musk</title><link>{http_server.url(p)}</link>"
+            f"<pubDate>Wed, 29 Nov 2023 1{i}:00:00 GMT</pubDate></item>" for i, p in enumerate(paths))
+        return f"<rss version='2.0'><channel><title>x</title>{items}</channel></rss>".encode()
+
+    http_server.route("/one.xml", static(feed("/a/1", "/amp/1"), "application/rss+xml"))
+    http_server.route("/two.xml", static(feed("/story/musk-gaza"), "application/rss+xml"))
+    db = tmp_path / "nw.duckdb"
+    settings = Settings(allow_private_networks=True, fetch_host_delay=0)
+    with open_warehouse(db) as connection:
+        add_feed(connection, http_server.url("/one.xml"), None, datetime.now(UTC))
+
+    ingest_feeds(db, settings)
+    rows = query(db, "SELECT url, canonical_url, duplicate_kind FROM articles ORDER BY url")
+    assert [(url.rsplit("/", 2)[-2], canonical, kind) for url, canonical, kind in rows] == [
+        ("a", http_server.url("/story/musk-gaza"), None), ("amp", http_server.url("/story/musk-gaza"), "url")]
+    with open_warehouse(db) as connection:
+        add_feed(connection, http_server.url("/two.xml"), None, datetime.now(UTC))
+    ingest_feeds(db, settings)
+    assert "/story/musk-gaza" not in http_server.paths_seen()  # already stored under its canonical URL
+    assert query(db, "SELECT count(*) FROM articles")[0][0] == 2
+
+
+def test_feed_text_only_and_a_feed_list_file(tmp_path, http_server):
+    body = " ".join((SEEDS / OTHER).read_text(encoding="utf-8").split()[3:])
+    full = (
+        "<rss version='2.0' xmlns:content='http://purl.org/rss/1.0/modules/content/'><channel><title>Full</title>"
+        f"<item><title>Musk declines</title><link>{http_server.url('/a/full')}</link>"
+        "<pubDate>Wed, 29 Nov 2023 10:00:00 GMT</pubDate><description>Short teaser.</description>"
+        f"<content:encoded>{html.escape('<p>' + html.escape(body) + '</p>')}</content:encoded></item>"
+        "</channel></rss>"
+    ).encode()
+    http_server.route("/full.xml", static(full, "application/rss+xml"))
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(
+        "<opml version='2.0'><head><title>f</title></head><body>"
+        f"<outline type='rss' text='Full' xmlUrl='{http_server.url('/full.xml')}'/></body></opml>"
+    )
+    db = tmp_path / "nw.duckdb"
+    settings = Settings(allow_private_networks=True, fetch_host_delay=0, fetch_pages=False, feeds_file=opml)
+
+    summary = ingest_feeds(db, settings)
+    assert summary.new_articles == 1
+    assert http_server.paths_seen() == ["/full.xml"]  # no page fetched
+    [(source, text, language)] = query(db, "SELECT text_source, text, language FROM articles")
+    assert source == "feed-summary" and "Short teaser" not in text and len(text) > 1000 and language == "en"
+    assert query(db, "SELECT name FROM feeds") == [("Full",)]
+
+
+def test_reextract_rebuilds_texts_from_stored_pages(tmp_path, http_server):
+    from flows.maintenance import reextract_pages
+
+    serve(http_server)
+    db = tmp_path / "nw.duckdb"
+    settings = Settings(allow_private_networks=True, fetch_host_delay=0)
+    with open_warehouse(db) as connection:
+        add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
+    ingest_feeds(db, settings)
+    before = query(db, "SELECT article_id, text, text_hash, extracted_with FROM articles WHERE text_source = 'page' ORDER BY 1")
+    terms_before = query(db, "SELECT term, document_count FROM terms ORDER BY term")
+    assert all(row[3].startswith("trafilatura ") for row in before)
+
+    # As if an older extractor had produced a worse text for one article.
+    damaged = before[0][0]
+    with open_warehouse(db) as connection:
+        connection.execute("UPDATE articles SET text = 'stale', text_hash = 'stale', extracted_with = 'trafilatura 0.1'"
+                           " WHERE article_id = ?", [damaged])
+    seen = len(http_server.paths_seen())
+    summary = reextract_pages(db, settings)
+    assert (summary.pages, summary.changed, summary.failed) == (1, 1, 0)
+    assert http_server.paths_seen()[seen:] == []  # nothing refetched
+    assert query(db, "SELECT article_id, text, text_hash, extracted_with FROM articles WHERE text_source = 'page' ORDER BY 1") == before
+    assert query(db, "SELECT term, document_count FROM terms ORDER BY term") == terms_before
+
+    everything = reextract_pages(db, settings, everything=True)
+    assert (everything.pages, everything.changed, everything.unchanged, everything.new_embeddings) == (3, 0, 3, 0)
+    assert query(db, "SELECT term, document_count FROM terms ORDER BY term") == terms_before

@@ -369,7 +369,6 @@ def test_real_corpora_give_a_feed_or_a_feed_error():
 
     assert not failures, "\n".join(failures[:20])
     assert counts["with entries"] > 0
-    assert elapsed < 30
 
 
 def test_mangled_fixtures_give_a_feed_or_a_feed_error():

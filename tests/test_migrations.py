@@ -13,7 +13,13 @@ EXPECTED = {
         ("text", "VARCHAR"), ("text_hash", "VARCHAR"), ("author", "VARCHAR"), ("language", "VARCHAR"),
         ("site_name", "VARCHAR"), ("source", "VARCHAR"), ("duplicate_of", "VARCHAR"), ("duplicate_kind", "VARCHAR"),
         ("duplicate_similarity", "DOUBLE"), ("story_id", "VARCHAR"), ("story_similarity", "DOUBLE"),
-        ("feed_id", "VARCHAR"), ("text_source", "VARCHAR"),
+        ("feed_id", "VARCHAR"), ("text_source", "VARCHAR"), ("image_url", "VARCHAR"), ("extracted_with", "VARCHAR"),
+    ],
+    "runs": [
+        ("run_id", "VARCHAR"), ("flow", "VARCHAR"), ("started_at", "TIMESTAMP WITH TIME ZONE"),
+        ("finished_at", "TIMESTAMP WITH TIME ZONE"), ("status", "VARCHAR"), ("feeds_polled", "INTEGER"),
+        ("not_modified", "INTEGER"), ("new_articles", "INTEGER"), ("duplicates", "INTEGER"), ("new_stories", "INTEGER"),
+        ("errors", "INTEGER"), ("message", "VARCHAR"),
     ],
     "feeds": [
         ("feed_id", "VARCHAR"), ("url", "VARCHAR"), ("name", "VARCHAR"), ("added_at", "TIMESTAMP WITH TIME ZONE"),

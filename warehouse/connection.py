@@ -1,6 +1,7 @@
 """Opening the DuckDB warehouse, with one clear error for every way that can fail."""
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,41 @@ class WarehouseError(Exception):
     """The database cannot be opened or used; the message is one sentence for the user."""
 
 
+DEFAULT_LOCK_WAIT_SECONDS = 30.0
+
+
+def is_lock_error(error: Exception) -> bool:
+    """Whether opening failed only because another process holds the file."""
+    message = str(error).lower()
+    return "could not set lock" in message or "conflicting lock" in message
+
+
+def _connect(path: Path, read_only: bool, lock_wait: float) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting with backoff while another process holds the file (at most `lock_wait` s)."""
+    deadline = time.monotonic() + lock_wait
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as error:
+            if not is_lock_error(error) or time.monotonic() + delay > deadline:
+                if is_lock_error(error):
+                    raise WarehouseError(
+                        f"database {path} is busy: another process kept it open for more than {lock_wait:g} s"
+                    ) from None
+                raise WarehouseError(f"cannot open database {path}: {_first_line(error)}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 @contextmanager
-def open_warehouse(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_warehouse(
+    path: Path | str, *, read_only: bool = False, lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the database, bring its schema up to date, and close it on exit.
 
     Hold the connection only as long as needed: while a process has the file open for writing,
@@ -32,6 +62,7 @@ def open_warehouse(path: Path | str, *, read_only: bool = False) -> Iterator[duc
     Args:
         path: The DuckDB file; created (with its schema) when missing unless `read_only`.
         read_only: Open without writing; the schema must then already be current.
+        lock_wait: Seconds to keep retrying while another process holds the file.
 
     Yields:
         A connection.
@@ -47,10 +78,7 @@ def open_warehouse(path: Path | str, *, read_only: bool = False) -> Iterator[duc
         raise WarehouseError(f"cannot create database {path}: folder {path.parent} does not exist")
     if read_only and not path.exists():
         raise WarehouseError(f"database {path} does not exist yet: run `newswatch run` first")
-    try:
-        connection = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.Error as error:
-        raise WarehouseError(f"cannot open database {path}: {_first_line(error)}") from None
+    connection = _connect(path, read_only, lock_wait)
     try:
         run(connection, "SET TimeZone = 'UTC'")
         version = schema_version(connection)

@@ -47,6 +47,8 @@ class ArticleRow:
     story_similarity: float | None
     feed_id: str | None = None
     text_source: str | None = None
+    image_url: str | None = None
+    extracted_with: str | None = None
 
 
 @dataclass
@@ -95,6 +97,18 @@ class LoadResult:
 def _table(rows: list, cls) -> pa.Table:
     names = list(cls.__dataclass_fields__)
     return pa.Table.from_pylist([{name: getattr(row, name) for name in names} for row in rows])
+
+
+def insert_embeddings(connection: duckdb.DuckDBPyConnection, rows: list[EmbeddingRow]) -> int:
+    """Insert vectors not stored yet (inside the caller's transaction); returns how many were new."""
+    if not rows:
+        return 0
+    connection.register("new_embeddings", _table(rows, EmbeddingRow))
+    before = run(connection, "SELECT count(*) FROM embeddings")[0][0]
+    run(connection, "INSERT OR IGNORE INTO embeddings BY NAME SELECT * FROM new_embeddings")
+    added = run(connection, "SELECT count(*) FROM embeddings")[0][0] - before
+    connection.unregister("new_embeddings")
+    return added
 
 
 def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadResult:
@@ -146,13 +160,7 @@ def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadR
             connection.unregister("new_pages")
         record_feed_outcomes(connection, batch.feed_outcomes)
         record_fetch_failures(connection, batch.fetch_failures)
-        embeddings = 0
-        if batch.embeddings:
-            connection.register("new_embeddings", _table(batch.embeddings, EmbeddingRow))
-            before = run(connection, "SELECT count(*) FROM embeddings")[0][0]
-            run(connection, "INSERT OR IGNORE INTO embeddings BY NAME SELECT * FROM new_embeddings")
-            embeddings = run(connection, "SELECT count(*) FROM embeddings")[0][0] - before
-            connection.unregister("new_embeddings")
+        embeddings = insert_embeddings(connection, batch.embeddings)
         run(connection, "COMMIT")
     except Exception:
         run(connection, "ROLLBACK")

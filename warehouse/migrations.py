@@ -116,6 +116,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE articles ADD COLUMN text_source VARCHAR;
         """,
     ),
+    Migration(
+        3,
+        "run history, article images and the extractor that produced each text",
+        """
+        CREATE TABLE runs (
+            run_id        VARCHAR PRIMARY KEY,
+            flow          VARCHAR NOT NULL,
+            started_at    TIMESTAMPTZ NOT NULL,
+            finished_at   TIMESTAMPTZ,
+            status        VARCHAR NOT NULL,
+            feeds_polled  INTEGER NOT NULL DEFAULT 0,
+            not_modified  INTEGER NOT NULL DEFAULT 0,
+            new_articles  INTEGER NOT NULL DEFAULT 0,
+            duplicates    INTEGER NOT NULL DEFAULT 0,
+            new_stories   INTEGER NOT NULL DEFAULT 0,
+            errors        INTEGER NOT NULL DEFAULT 0,
+            message       VARCHAR
+        );
+        ALTER TABLE articles ADD COLUMN image_url VARCHAR;
+        ALTER TABLE articles ADD COLUMN extracted_with VARCHAR;
+        """,
+    ),
 )
 
 

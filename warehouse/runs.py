@@ -1,0 +1,46 @@
+"""Run history: one `runs` row per ingest or maintenance run, keyed by `run_id`."""
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+
+import duckdb
+
+from warehouse.sql import run
+
+
+@dataclass
+class RunRecord:
+    """One row of the `runs` table; status is "running", "completed", "failed" or "cancelled"."""
+
+    run_id: str
+    flow: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = "running"
+    feeds_polled: int = 0
+    not_modified: int = 0
+    new_articles: int = 0
+    duplicates: int = 0
+    new_stories: int = 0
+    errors: int = 0
+    message: str | None = None
+
+
+_COLUMNS = [field.name for field in fields(RunRecord)]
+
+
+def record_run(connection: duckdb.DuckDBPyConnection, record: RunRecord) -> None:
+    """Insert a run, or update it in place when its id is already there."""
+    placeholders = ", ".join("?" for _ in _COLUMNS)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name != "run_id")
+    run(
+        connection,
+        f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({placeholders}) ON CONFLICT (run_id) DO UPDATE SET {updates}",
+        list(asdict(record).values()),
+    )
+
+
+def recent_runs(connection: duckdb.DuckDBPyConnection, limit: int = 20) -> list[RunRecord]:
+    """The latest runs, newest first."""
+    rows = run(connection, f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+    return [RunRecord(*row) for row in rows]
