@@ -19,13 +19,13 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from xml.sax.saxutils import escape
+
+sys.path.insert(0, str(Path(__file__).parent))
+from local_site import LocalSite  # noqa: E402 (a sibling script module)
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,37 +46,6 @@ def token_scores(predicted: str, gold: str) -> tuple[float, float, float]:
 
 def mean_scores(scores: list[tuple[float, float, float]]) -> dict[str, float]:
     return {name: round(sum(s[i] for s in scores) / len(scores), 4) for i, name in enumerate(("precision", "recall", "f1"))}
-
-
-def serve(pages: dict[str, bytes]) -> ThreadingHTTPServer:
-    """Serve `/feed.xml` listing every page and `/page/<id>` on 127.0.0.1."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path == "/feed.xml":
-                base = f"http://127.0.0.1:{self.server.server_address[1]}"
-                items = "".join(
-                    f"<item><title>{escape(key)}</title><link>{base}/page/{key}</link></item>" for key in pages
-                )
-                body, kind = f"<?xml version='1.0'?><rss version='2.0'><channel><title>bench</title>{items}</channel></rss>".encode(), "application/rss+xml"
-            elif self.path.startswith("/page/") and self.path[6:] in pages:
-                body, kind = pages[self.path[6:]], "text/html"
-            else:
-                body, kind = b"not found", "text/plain"
-                self.send_response(404)
-            if kind != "text/plain":
-                self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,21 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     from warehouse.connection import open_warehouse
     from warehouse.feeds import add_feed
 
-    server = serve(pages)
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            db = Path(scratch) / "extract.duckdb"
-            feed_url = f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
-            with open_warehouse(db) as connection:
-                add_feed(connection, feed_url, "bench", datetime.now(UTC))
-            settings = Settings(allow_private_networks=True, fetch_host_delay=0.0, fetch_host_concurrency=8)
-            started = time.perf_counter()
-            summary = ingest_feeds(db, settings)
-            pipeline_seconds = time.perf_counter() - started
-            with open_warehouse(db, read_only=True) as connection:
-                stored = dict(connection.execute("SELECT url, text FROM articles").fetchall())
-    finally:
-        server.shutdown()
+    with LocalSite(pages) as site, tempfile.TemporaryDirectory() as scratch:
+        db = Path(scratch) / "extract.duckdb"
+        with open_warehouse(db) as connection:
+            add_feed(connection, site.feed_urls[0], "bench", datetime.now(UTC))
+        settings = Settings(allow_private_networks=True, fetch_host_delay=0.0, fetch_host_concurrency=8)
+        started = time.perf_counter()
+        summary = ingest_feeds(db, settings)
+        pipeline_seconds = time.perf_counter() - started
+        with open_warehouse(db, read_only=True) as connection:
+            stored = dict(connection.execute("SELECT url, text FROM articles").fetchall())
     ours = {url.rsplit("/", 1)[1]: text for url, text in stored.items()}
     keys = sorted(pages)
     result = {

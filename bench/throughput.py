@@ -1,0 +1,164 @@
+"""End-to-end and per-stage throughput of a feed run over real article pages served locally.
+
+The pages of an article-extraction benchmark folder (`html/*.html`, e.g.
+`A1_scrapinghub_aeb/dev`) are replicated under distinct URLs up to `--articles` (each replica
+gets a unique first sentence, so every text is new and must be embedded), listed in `--feeds`
+RSS feeds on a local HTTP server on 127.0.0.1, and run through the pipeline's stages as plain
+functions: poll (fetch feeds and pages, extract) → prepare → embed → dedupe and cluster → load.
+It prints articles/s end to end and per stage, the embed-only ceiling (the same texts through
+the embedder alone, model already loaded), a second no-op run (all feeds answer 304), and the
+peak RSS of the process.
+
+Example:
+    python bench/throughput.py --data ../shared/eval/A1_scrapinghub_aeb/dev --articles 1000 --feeds 20
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from local_site import LocalSite  # noqa: E402 (a sibling script module)
+
+
+def replicate(folder: Path, count: int) -> dict[str, bytes]:
+    """`count` pages cycling through the folder's pages, each with a unique opening sentence."""
+    originals = [path.read_bytes() for path in sorted(folder.glob("*.html"))]
+    if not originals:
+        raise SystemExit(f"throughput: error: no *.html pages in {folder}")
+    pages = {}
+    for index in range(count):
+        html = originals[index % len(originals)]
+        marker = f"<p>Bulletin {index} from the regional desk, filed as item {index * 7919 % 100003}.</p>".encode()
+        at = html.find(b"<p")
+        pages[f"{index:06d}"] = html[:at] + marker + html[at:] if at >= 0 else html + marker
+    return pages
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder holding html/*.html pages")
+    parser.add_argument("--articles", type=int, default=1000, help="pages to serve and ingest")
+    parser.add_argument("--feeds", type=int, default=20, help="feeds the pages are spread over")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the embed-only measurement")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    html_folder = args.data / "html" if (args.data / "html").is_dir() else args.data
+    pages = replicate(html_folder, args.articles)
+
+    from flows import pipeline
+    from flows.ingest import fetch_policy
+    from flows.polling import poll
+    from flows.settings import Settings
+    from warehouse.connection import open_warehouse
+    from warehouse.feeds import add_feed, due_feeds
+    from warehouse.queries import stored_urls
+
+    settings = Settings(
+        allow_private_networks=True, fetch_host_delay=0.0, fetch_host_concurrency=16, fetch_concurrency=32,
+        respect_robots=False,
+    )
+    embedder = pipeline.get_embedder(settings)
+    started = time.perf_counter()
+    embedder.load()
+    model_seconds = time.perf_counter() - started
+    stages: dict[str, float] = {}
+
+    def timed(name, function, *args_, **kwargs):
+        began = time.perf_counter()
+        value = function(*args_, **kwargs)
+        stages[name] = time.perf_counter() - began
+        return value
+
+    with LocalSite(pages, args.feeds) as site, tempfile.TemporaryDirectory() as scratch:
+        db = Path(scratch) / "throughput.duckdb"
+        with open_warehouse(db) as connection:
+            for url in site.feed_urls:
+                add_feed(connection, url, None, datetime.now(UTC))
+
+        def is_stored(urls):
+            with open_warehouse(db) as connection:
+                return stored_urls(connection, urls)
+
+        def run_once():
+            with open_warehouse(db) as connection:
+                feeds = due_feeds(connection, datetime.now(UTC) + timedelta(days=1))
+            polled = timed("fetch+extract", lambda: asyncio.run(
+                poll(feeds, fetch_policy(settings), timedelta(minutes=15), is_stored)))
+            ingested_at = datetime.now(UTC)
+            prepared, _ = timed("prepare", pipeline.prepare_articles, [a.article for a in polled.articles], db, ingested_at)
+            embeddings = timed("embed", pipeline.embed_articles, prepared, db, settings)
+            verdicts = timed("dedupe+cluster", pipeline.decide, prepared, db, settings)
+            fetched = {item.article.url: item for item in polled.articles}
+            batch = pipeline.build_load_batch(prepared, verdicts, embeddings, "feeds", ingested_at, fetched)
+            batch.feed_outcomes, batch.fetch_failures = polled.outcomes, polled.failures
+            result = timed("load", pipeline.load, batch, db)
+            return polled, prepared, result
+
+        started = time.perf_counter()
+        polled, prepared, loaded = run_once()
+        total = time.perf_counter() - started
+        first_stages = dict(stages)
+        texts = [item.article.text for item in prepared]
+
+        started = time.perf_counter()
+        second, _, _ = run_once()
+        noop_seconds = time.perf_counter() - started
+
+    ceiling = None
+    if not args.no_ceiling and texts:
+        started = time.perf_counter()
+        embedder.embed(texts)
+        ceiling = len(texts) / (time.perf_counter() - started)
+
+    articles = loaded.articles
+    result = {
+        "articles_served": len(pages),
+        "feeds": args.feeds,
+        "articles_stored": articles,
+        "duplicates": loaded.duplicates,
+        "fetch_failures": len(polled.failures),
+        "model_load_seconds": round(model_seconds, 1),
+        "end_to_end_seconds": round(total, 1),
+        "end_to_end_articles_per_second": round(articles / total, 1),
+        "stages": {
+            name: {"seconds": round(seconds, 2), "articles_per_second": round(articles / seconds, 1) if seconds else None}
+            for name, seconds in first_stages.items()
+        },
+        "embed_only_articles_per_second": round(ceiling, 1) if ceiling else None,
+        "pipeline_to_ceiling_ratio": round(articles / total / ceiling, 2) if ceiling else None,
+        "noop_run_seconds": round(noop_seconds, 2),
+        "noop_not_modified": second.not_modified,
+        "peak_rss_mib": round(peak_rss_mib()),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            if key == "stages":
+                for name, numbers in value.items():
+                    print(f"  {name:16} {numbers['seconds']:8.2f} s  {numbers['articles_per_second']} articles/s")
+            else:
+                print(f"{key:32} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
