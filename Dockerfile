@@ -1,12 +1,12 @@
-# newswatch: news ingest with duplicate detection and story clustering into DuckDB.
+# newswatch: scheduled news ingest with duplicate detection and story clustering into DuckDB.
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    PREFECT_HOME=/data/prefect \
-    NEWSWATCH_DB=/data/newswatch.duckdb
+    NEWSWATCH_DB=/data/newswatch.duckdb \
+    NEWSWATCH_PREFECT_HOME=/data/prefect
 
 # CPU-only torch first, pinned to the version in pyproject.toml, so no CUDA packages come along.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
@@ -22,6 +22,9 @@ COPY tests/fixtures/seeds ./fixtures/seeds
 
 RUN useradd --create-home --uid 10001 newswatch && mkdir -p /data && chown newswatch /data
 USER newswatch
+# The DuckDB file, the Prefect server's SQLite home and the Parquet exports all live here.
 VOLUME ["/data"]
+HEALTHCHECK --interval=60s --timeout=20s --start-period=120s --retries=3 CMD ["newswatch", "status", "--check"]
 
-CMD ["newswatch", "run", "--fixtures", "/app/fixtures/seeds"]
+# Feeds: `docker exec <container> newswatch add-feed URL`, or mount an OPML file and set NEWSWATCH_FEEDS_FILE.
+CMD ["newswatch", "serve"]

@@ -10,6 +10,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from flows.settings import load_settings
 from warehouse.connection import WarehouseError, open_warehouse
-from warehouse.feeds import list_feeds
+from warehouse.feeds import attention_reasons, list_feeds
 from warehouse.queries import list_stories, story_articles
 
 app = typer.Typer(
@@ -280,12 +281,10 @@ def feeds_command(db: DbOption = None) -> None:
     for column in ("Feed", "Status", "Last success", "Failures", "Next poll", "Last new item", "Attention"):
         table.add_column(column, overflow="fold")
     for feed in feeds:
-        attention = []
-        if feed.consecutive_failures:
-            attention.append(f"[red]failing: {escape(feed.last_error or '')}[/red]")
-        reference = feed.last_new_item_at or feed.added_at
-        if feed.last_success_at and now - reference > silent_after:
-            attention.append("[yellow]silent[/yellow]")
+        attention = [
+            f"[{'red' if reason.startswith('failing') else 'yellow'}]{escape(reason)}[/]"
+            for reason in attention_reasons(feed, now, silent_after)
+        ]
         table.add_row(
             escape(feed.name or feed.url) + (f"\n[dim]{escape(feed.url)}[/dim]" if feed.name else ""),
             "—" if feed.last_status is None else str(feed.last_status),
@@ -296,6 +295,201 @@ def feeds_command(db: DbOption = None) -> None:
             " ".join(attention),
         )
     console.print(table)
+
+
+IntervalOption = Annotated[
+    float | None,
+    typer.Option("--interval", min=1, help="Seconds between feed runs (default: $NEWSWATCH_SERVE_INTERVAL_SECONDS, 900)."),
+]
+CronOption = Annotated[str | None, typer.Option("--cron", help="Cron expression for feed runs instead of an interval.")]
+
+
+def _service_settings(db, interval, cron):
+    if interval is not None and cron is not None:
+        fail("give --interval or --cron, not both")
+    settings = _settings(db=db, serve_interval_seconds=interval)
+    if interval is not None:
+        settings = settings.model_copy(update={"serve_cron": None})
+    if cron is not None:
+        settings = settings.model_copy(update={"serve_cron": cron})
+    from prefect.schedules import Cron
+
+    for expression in filter(None, (settings.serve_cron, settings.maintenance_cron)):
+        try:
+            Cron(expression, timezone=settings.serve_timezone)
+        except Exception as error:  # noqa: BLE001 - pydantic or croniter, both mean a bad expression
+            fail(f"invalid cron expression {expression!r}: {str(error).strip().splitlines()[-1][:120]}")
+    return settings
+
+
+def _prefect_home(settings) -> Path:
+    return (settings.prefect_home or settings.db.resolve().parent / "prefect").resolve()
+
+
+@app.command()
+def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption = None) -> None:
+    """Run the feed ingest on a schedule, plus a daily maintenance run, until stopped (Ctrl+C or SIGTERM).
+
+    Without PREFECT_API_URL a Prefect server is started on 127.0.0.1 (SQLite in
+    $NEWSWATCH_PREFECT_HOME, default prefect/ beside the database) and stopped on exit.
+
+    Example: newswatch serve --db /data/newswatch.duckdb --interval 600
+    """
+    import signal
+
+    from flows.service import (
+        ServiceError, api_is_healthy, serve_deployments, start_prefect_server, stop_descendants, write_state,
+    )
+
+    started = time.monotonic()
+    api_url = os.environ.get("PREFECT_API_URL")
+    own_server = not api_url
+    if own_server:
+        # Set before Prefect is first imported (it reads its settings then): every Prefect call of
+        # this process and of the flow runs it starts goes to the server started below.
+        port = _settings(db=db).prefect_port
+        api_url = os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    settings = _service_settings(db, interval, cron)
+    try:
+        with open_warehouse(settings.db):
+            pass  # create or upgrade it now: a bad path fails here, not in the first scheduled run
+    except WarehouseError as error:
+        fail(str(error))
+    home = _prefect_home(settings)
+    server = None
+    if own_server:
+        try:
+            server = start_prefect_server(home, settings.prefect_port)
+        except ServiceError as error:
+            fail(str(error))
+    elif not api_is_healthy(api_url):
+        fail(f"the Prefect server at PREFECT_API_URL={api_url} does not answer")
+    from flows.deployments import build_deployments
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl+C
+    state = None
+    try:
+        deployments = build_deployments(settings.db.resolve(), settings)
+        schedule = f"cron {settings.serve_cron}" if settings.serve_cron else f"every {settings.serve_interval_seconds:g} s"
+        state = write_state(home, api_url=api_url, db=str(settings.db.resolve()), schedule=schedule)
+        console.print(
+            f"newswatch serving: feed runs {schedule}, maintenance at cron {settings.maintenance_cron} "
+            f"({settings.serve_timezone}); Prefect API {api_url}; ready in {time.monotonic() - started:.1f} s"
+        )
+        serve_deployments(deployments)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if state is not None:
+            state.unlink(missing_ok=True)
+        if server is not None:
+            server.stop()
+        stop_descendants()
+        console.print("newswatch stopped")
+
+
+@app.command()
+def deploy(
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool (create it with `prefect work-pool create NAME --type process`).")],
+    db: DbOption = None,
+    interval: IntervalOption = None,
+    cron: CronOption = None,
+) -> None:
+    """Register the scheduled ingest and maintenance deployments with a work pool of the Prefect server at PREFECT_API_URL.
+
+    Workers started with `prefect worker start --pool NAME` on machines with newswatch installed run them.
+
+    Example: PREFECT_API_URL=http://127.0.0.1:4200/api newswatch deploy --pool newswatch --db /data/newswatch.duckdb
+    """
+    settings = _service_settings(db, interval, cron)
+    api_url = os.environ.get("PREFECT_API_URL")
+    from flows.service import api_is_healthy
+
+    if not api_url:
+        fail("deploy needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    if not api_is_healthy(api_url):
+        fail(f"the Prefect server at PREFECT_API_URL={api_url} does not answer")
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.deployments import build_deployments
+    from flows.service import work_pool_exists
+
+    if not work_pool_exists(pool):
+        fail(f"work pool {pool!r} does not exist: create it with `prefect work-pool create {pool} --type process`")
+    try:
+        # RunnerDeployment.apply rather than prefect.deploy, whose worker lookup fails on Prefect 3.8.
+        ids = [deployment.apply(work_pool_name=pool) for deployment in build_deployments(settings.db.resolve(), settings)]
+    except ObjectNotFound as error:
+        fail(f"the Prefect server refused the deployment: {str(error).strip().splitlines()[0]}")
+    console.print(f"deployed {len(ids)} deployments to work pool {pool!r}; run them with `prefect worker start --pool {pool}`")
+
+
+@app.command()
+def status(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs to show.")] = 10,
+    check: Annotated[bool, typer.Option("--check", help="Only check that the service is up (exit 0) or not (exit 1).")] = False,
+) -> None:
+    """Show the last runs, the next scheduled runs and the feeds needing attention.
+
+    Example: newswatch status --db newswatch.duckdb
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from flows.service import api_is_healthy, read_state
+    from warehouse.runs import recent_runs
+
+    settings = _settings(db=db)
+    state = read_state(_prefect_home(settings))
+    api_url = os.environ.get("PREFECT_API_URL") or (state or {}).get("api_url")
+    healthy = bool(api_url) and api_is_healthy(api_url)
+    if check:
+        if not healthy:
+            typer.echo("newswatch: service is not running" if not api_url else f"newswatch: Prefect API {api_url} does not answer", err=True)
+            raise typer.Exit(1)
+        console.print(f"ok: Prefect API {api_url} is healthy")
+        return
+    try:
+        with open_warehouse(settings.db, read_only=True) as connection:
+            runs = recent_runs(connection, limit)
+            feeds = list_feeds(connection)
+    except WarehouseError as error:
+        fail(str(error))
+    now = datetime.now(UTC)
+    if state:
+        console.print(f"Service: running since {state['started_at'][:19]}Z (pid {state['pid']}), feed runs {state['schedule']}")
+    else:
+        console.print("Service: not running here (start it with `newswatch serve`)")
+    if healthy:
+        from flows.service import next_scheduled_runs
+
+        upcoming = next_scheduled_runs(api_url)
+        for name, when in upcoming:
+            console.print(f"Next {name}: {_date(when)} UTC (in {max(0, (when - now).total_seconds()):.0f} s)")
+        if not upcoming:
+            console.print("Next runs: none scheduled")
+    table = Table(title=f"Last {len(runs)} runs in {settings.db}", expand=True)
+    for column in ("Started", "Flow", "Status", "Seconds", "Feeds", "304", "New", "Dups", "Stories", "Errors", "Note"):
+        table.add_column(column, overflow="fold")
+    for record in runs:
+        seconds = (record.finished_at - record.started_at).total_seconds() if record.finished_at else None
+        colour = {"completed": "green", "running": "cyan"}.get(record.status, "red")
+        table.add_row(
+            _date(record.started_at), record.flow, f"[{colour}]{record.status}[/]",
+            "—" if seconds is None else f"{seconds:.1f}", str(record.feeds_polled), str(record.not_modified),
+            str(record.new_articles), str(record.duplicates), str(record.new_stories), str(record.errors),
+            escape(record.message or ""),
+        )
+    console.print(table if runs else "No runs yet.")
+    silent_after = timedelta(days=settings.silent_feed_days)
+    attention = [(feed, reasons) for feed in feeds if (reasons := attention_reasons(feed, now, silent_after))]
+    if attention:
+        console.print(f"{len(attention)} of {len(feeds)} feeds need attention:")
+        for feed, reasons in attention:
+            console.print(f"  {escape(feed.name or feed.url)}: {escape('; '.join(reasons))}")
+    else:
+        console.print(f"All {len(feeds)} feeds are healthy.")
 
 
 @app.command()

@@ -2,7 +2,6 @@
 
 import asyncio
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,27 +13,12 @@ from extract.content import Article
 from extract.fixtures import SkippedFile, read_fixture_dir
 from extract.fetch import FetchPolicy
 from flows import pipeline
+from flows.history import RunSummary, recorded_run
 from flows.polling import PollResult, poll
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.feeds import due_feeds
 from warehouse.queries import stored_urls
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What one ingest run did."""
-
-    read: int
-    skipped: list[SkippedFile]
-    already_stored: int
-    new_articles: int
-    duplicates: int
-    new_stories: int
-    new_embeddings: int
-    feeds_polled: int = 0
-    not_modified: int = 0
-    failures: int = 0
 
 
 @task(name="read-fixtures", cache_policy=NO_CACHE)
@@ -122,12 +106,15 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
         Counts of what the run did.
     """
     settings = settings or Settings()
-    logger = get_run_logger()
-    ingested_at = datetime.now(UTC)
-    articles, skipped = read_fixtures(directory)
-    for skip in skipped:
-        logger.warning("skipped %s: %s", skip.path, skip.reason)
-    return _process(articles, db, settings, ingested_at, "fixtures", skipped=skipped)
+
+    def work() -> RunSummary:
+        ingested_at = datetime.now(UTC)
+        articles, skipped = read_fixtures(directory)
+        for skip in skipped:
+            get_run_logger().warning("skipped %s: %s", skip.path, skip.reason)
+        return _process(articles, db, settings, ingested_at, "fixtures", skipped=skipped)
+
+    return recorded_run("ingest-fixtures", db, work)
 
 
 @flow(name="ingest-feeds", log_prints=False)
@@ -147,19 +134,23 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
         Counts of what the run did.
     """
     settings = settings or Settings()
-    ingested_at = datetime.now(UTC)
-    if settings.feeds_file is not None:
-        try:
-            listed, added = pipeline.import_feed_file(settings.feeds_file, db, ingested_at)
-            if added:
-                get_run_logger().info("added %d of the %d feeds in %s", added, listed, settings.feeds_file)
-        except pipeline.FeedFileError as error:
-            get_run_logger().error("feed list not read: %s", error)
-    polled = poll_feeds(db, settings)
-    fetched = {item.article.url: item for item in polled.articles}
-    return _process(
-        [item.article for item in polled.articles], db, settings, ingested_at, "feeds", fetched=fetched, polled=polled
-    )
+
+    def work() -> RunSummary:
+        ingested_at = datetime.now(UTC)
+        if settings.feeds_file is not None:
+            try:
+                listed, added = pipeline.import_feed_file(settings.feeds_file, db, ingested_at)
+                if added:
+                    get_run_logger().info("added %d of the %d feeds in %s", added, listed, settings.feeds_file)
+            except pipeline.FeedFileError as error:
+                get_run_logger().error("feed list not read: %s", error)
+        polled = poll_feeds(db, settings)
+        fetched = {item.article.url: item for item in polled.articles}
+        return _process(
+            [item.article for item in polled.articles], db, settings, ingested_at, "feeds", fetched=fetched, polled=polled
+        )
+
+    return recorded_run("ingest-feeds", db, work)
 
 
 def _process(articles, db, settings, ingested_at, source, *, skipped=(), fetched=None, polled=None) -> RunSummary:

@@ -1,19 +1,27 @@
-"""Maintenance jobs over what is already stored: re-extracting texts from the kept raw pages."""
+"""Maintenance over what is already stored: Parquet exports, re-extraction from kept pages, feed health."""
 
 import logging
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from extract.content import EXTRACTOR, article_from_html, text_hash
 from extract.terms import extract_terms
 from flows import pipeline
+from flows.history import RunSummary, recorded_run
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
+from warehouse.exports import export_articles
+from warehouse.feeds import attention_reasons, list_feeds
 from warehouse.load import EmbeddingRow
 from warehouse.pages import Extraction, stored_pages, update_extractions
 from warehouse.queries import stored_embeddings
+from warehouse.runs import last_completed_run
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +105,66 @@ def _embed_missing(extractions: list[Extraction], db: Path, settings: Settings, 
         EmbeddingRow(digest, model_key, vector.tolist(), chunks, now)
         for digest, vector, chunks in zip(missing, vectors, chunk_counts)
     ]
+
+
+@task(name="export-new-articles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def export_new_articles(db: Path, export_dir: Path, until: datetime) -> tuple[int, Path]:
+    """Write the articles ingested since the last completed maintenance run to one Parquet file."""
+    with open_warehouse(db) as connection:
+        last = last_completed_run(connection, "maintenance")
+        path = export_dir / f"articles-{until:%Y%m%dT%H%M%SZ}.parquet"
+        return export_articles(connection, last.started_at if last else None, until, path), path
+
+
+@task(name="reextract-stale-pages", cache_policy=NO_CACHE)
+def reextract_stale_pages(db: Path, settings: Settings) -> ReextractSummary:
+    """Re-extract the pages an older extractor version produced."""
+    return reextract_pages(db, settings)
+
+
+@flow(name="maintenance", log_prints=False)
+def maintenance(db: Path, settings: Settings | None = None) -> RunSummary:
+    """Daily upkeep: export new articles to Parquet, re-extract stale pages, report feed health.
+
+    The export holds the articles ingested since the last completed maintenance run (runs never
+    interleave, so none is missed or exported twice); it goes to `NEWSWATCH_EXPORT_DIR`, by default
+    `exports/` beside the database. Feeds that are failing or silent are listed in a
+    `feed-health` artifact.
+
+    Args:
+        db: DuckDB file.
+        settings: Settings (from the environment when omitted).
+
+    Returns:
+        The run's summary; its message says what was exported and found.
+    """
+    settings = settings or Settings()
+
+    def work() -> RunSummary:
+        logger = get_run_logger()
+        now = datetime.now(UTC)
+        export_dir = settings.export_dir or Path(db).parent / "exports"
+        exported, path = export_new_articles(db, export_dir, now)
+        stale = reextract_stale_pages(db, settings)
+        with open_warehouse(db) as connection:
+            feeds = list_feeds(connection)
+        silent_after = timedelta(days=settings.silent_feed_days)
+        attention = [(feed, reasons) for feed in feeds if (reasons := attention_reasons(feed, now, silent_after))]
+        rows = "\n".join(f"| {feed.name or feed.url} | {'; '.join(reasons)} |" for feed, reasons in attention)
+        create_markdown_artifact(
+            f"## Feed health\n\n{len(feeds)} feeds, {len(attention)} need attention.\n\n"
+            + (f"| feed | why |\n|---|---|\n{rows}" if attention else ""),
+            key="feed-health",
+            description="Feeds that are failing or silent",
+        )
+        message = (
+            f"exported {exported} articles" + (f" to {path}" if exported else "")
+            + f"; re-extracted {stale.pages} pages ({stale.changed} changed); {len(attention)} of {len(feeds)} feeds need attention"
+        )
+        logger.info(message)
+        return RunSummary(
+            read=0, skipped=[], already_stored=0, new_articles=0, duplicates=0, new_stories=0,
+            new_embeddings=stale.new_embeddings, message=message,
+        )
+
+    return recorded_run("maintenance", db, work)

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
     fetch_pages: bool = Field(True, description="Fetch each new entry's page; off: keep the feed's own text (summary or full content).")
     feeds_file: Path | None = Field(None, description="OPML file whose feeds are added (when missing) before every feed run.")
+    serve_interval_seconds: float = Field(900.0, gt=0, description="Seconds between scheduled feed runs of `newswatch serve` (unless a cron is set).")
+    serve_cron: str | None = Field(None, description="Cron expression for scheduled feed runs instead of the interval, e.g. `*/10 * * * *`.")
+    serve_timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
+    maintenance_cron: str = Field("30 3 * * *", description="Cron expression of the daily maintenance run (Parquet export, re-extraction, feed health).")
+    export_dir: Path | None = Field(None, description="Folder for the maintenance run's Parquet exports (default: `exports/` beside the database).")
+    prefect_home: Path | None = Field(None, description="PREFECT_HOME of the Prefect server `serve` starts (default: `prefect/` beside the database).")
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Port on 127.0.0.1 of the Prefect server `serve` starts when PREFECT_API_URL is not set.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
 
 

@@ -1,6 +1,7 @@
 """The command line: bad input gives one line and exit 2; a run with bad files goes on."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,25 @@ def test_reextract_without_a_database_and_on_one_without_pages(tmp_path):
     result = newswatch("reextract", "--db", db)
     assert result.returncode == 0, result.stderr
     assert "re-extracted 0 pages" in result.stdout
+
+
+def test_service_commands_reject_bad_input(tmp_path):
+    db = str(tmp_path / "nw.duckdb")
+    no_api = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    assert_one_line_error(newswatch("serve", "--db", db, "--interval", "5", "--cron", "* * * * *"), "not both")
+    assert_one_line_error(newswatch("serve", "--db", db, "--cron", "every now and then"), "invalid cron")
+    assert_one_line_error(newswatch("serve", "--db", str(tmp_path / "missing" / "nw.duckdb")), "does not exist")
+    assert_one_line_error(newswatch("deploy", "--pool", "p", "--db", db, env={"PREFECT_API_URL": ""}), "PREFECT_API_URL")
+    assert_one_line_error(
+        newswatch("deploy", "--pool", "p", "--db", db, env={"PREFECT_API_URL": "http://127.0.0.1:9/api"}), "does not answer"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert_one_line_error(newswatch("serve", "--db", db, env={"NEWSWATCH_PREFECT_PORT": port, "PREFECT_API_URL": ""}), "in use")
+    down = newswatch("status", "--db", db, "--check", env={"PREFECT_API_URL": ""})
+    assert down.returncode == 1 and "not running" in down.stderr
+    report = newswatch("status", "--db", db, env={"PREFECT_API_URL": ""})
+    assert report.returncode == 0, report.stderr
+    assert "not running" in report.stdout and "No runs yet" in report.stdout

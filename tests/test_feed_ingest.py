@@ -129,6 +129,7 @@ def test_run_killed_before_loading_loses_nothing(tmp_path, http_server, monkeypa
     with pytest.raises(BaseException):
         ingest_feeds(db, settings)
     assert query(db, "SELECT count(*) FROM articles")[0][0] == 0
+    assert query(db, "SELECT flow, status FROM runs") == [("ingest-feeds", "cancelled")]
     assert query(db, "SELECT etag, last_status FROM feeds") == [(None, None)]  # validators not kept
 
     monkeypatch.setattr(pipeline, "load", real_load)
@@ -250,3 +251,31 @@ def test_reextract_rebuilds_texts_from_stored_pages(tmp_path, http_server):
     everything = reextract_pages(db, settings, everything=True)
     assert (everything.pages, everything.changed, everything.unchanged, everything.new_embeddings) == (3, 0, 3, 0)
     assert query(db, "SELECT term, document_count FROM terms ORDER BY term") == terms_before
+
+
+def test_runs_are_recorded_and_maintenance_exports_each_article_once(tmp_path, http_server):
+    import pyarrow.parquet as pq
+
+    from flows.maintenance import maintenance
+
+    serve(http_server)
+    db = tmp_path / "nw.duckdb"
+    exports = tmp_path / "exports"
+    settings = Settings(allow_private_networks=True, fetch_host_delay=0, export_dir=exports)
+    with open_warehouse(db) as connection:
+        add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
+        add_feed(connection, http_server.url("/broken.xml"), None, datetime.now(UTC))
+    summary = ingest_feeds(db, settings)
+    [(run_id, flow, status, polled, new, duplicates, errors, finished)] = query(
+        db, "SELECT run_id, flow, status, feeds_polled, new_articles, duplicates, errors, finished_at > started_at FROM runs")
+    assert (run_id, flow, status) == (summary.run_id, "ingest-feeds", "completed")
+    assert (polled, new, duplicates, errors, finished) == (2, 4, 1, 2, True)  # errors: the 500 feed and the 404 page
+
+    first = maintenance(db, settings)
+    [export] = list(exports.glob("articles-*.parquet"))
+    table = pq.read_table(export)
+    assert table.num_rows == 4 and "story_id" in table.column_names
+    assert "exported 4 articles" in first.message and "1 of 2 feeds need attention" in first.message
+    second = maintenance(db, settings)
+    assert "exported 0 articles" in second.message and len(list(exports.glob("*.parquet"))) == 1
+    assert [row[0] for row in query(db, "SELECT status FROM runs WHERE flow = 'maintenance'")] == ["completed"] * 2

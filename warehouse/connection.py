@@ -1,6 +1,8 @@
 """Opening the DuckDB warehouse, with one clear error for every way that can fail."""
 
+import fcntl
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,3 +96,32 @@ def open_warehouse(
         raise WarehouseError(f"database {path}: {_first_line(error)}") from None
     finally:
         connection.close()
+
+
+class RunInProgress(WarehouseError):
+    """Another run is writing to this database."""
+
+
+@contextmanager
+def run_lock(path: Path | str) -> Iterator[None]:
+    """Hold the database's run lock for one whole run, so runs never interleave (fails at once when held).
+
+    DuckDB's own file lock only covers one open connection; runs open the file several times,
+    so a run takes this lock (`<db>.run.lock`, released by the OS if the process dies) first.
+
+    Raises:
+        RunInProgress: Another process holds it.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        raise WarehouseError(f"cannot create database {path}: folder {path.parent} does not exist")
+    lock_file = path.with_name(path.name + ".run.lock")
+    descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInProgress(f"another run is writing to {path}; try again when it has finished") from None
+        yield
+    finally:
+        os.close(descriptor)

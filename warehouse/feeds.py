@@ -2,7 +2,7 @@
 
 import hashlib
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
@@ -134,3 +134,14 @@ def record_fetch_failures(connection: duckdb.DuckDBPyConnection, failures: list[
             "INSERT INTO fetch_failures (url, feed_id, status, error, failed_at) VALUES (?, ?, ?, ?, ?)",
             [failure.url, failure.feed_id, failure.status, failure.error, failure.failed_at],
         )
+
+
+def attention_reasons(feed: FeedRecord, now: datetime, silent_after: timedelta) -> list[str]:
+    """Why a feed needs a look: it is failing, or it answers but has brought nothing new for long."""
+    reasons = []
+    if feed.consecutive_failures:
+        reasons.append(f"failing ×{feed.consecutive_failures}: {feed.last_error or 'error'}")
+    reference = feed.last_new_item_at or feed.added_at
+    if feed.last_success_at and now - reference > silent_after:
+        reasons.append(f"silent since {reference:%Y-%m-%d}")
+    return reasons

@@ -44,3 +44,26 @@ def recent_runs(connection: duckdb.DuckDBPyConnection, limit: int = 20) -> list[
     """The latest runs, newest first."""
     rows = run(connection, f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
     return [RunRecord(*row) for row in rows]
+
+
+def abandon_unfinished_runs(connection: duckdb.DuckDBPyConnection, now: datetime) -> int:
+    """Mark runs left "running" as "abandoned" (call while holding the run lock: none can be live)."""
+    count = run(connection, "SELECT count(*) FROM runs WHERE status = 'running'")[0][0]
+    if count:
+        run(
+            connection,
+            "UPDATE runs SET status = 'abandoned', finished_at = ?,"
+            " message = coalesce(message, 'the process stopped before the run finished') WHERE status = 'running'",
+            [now],
+        )
+    return count
+
+
+def last_completed_run(connection: duckdb.DuckDBPyConnection, flow: str) -> RunRecord | None:
+    """The latest completed run of a flow."""
+    rows = run(
+        connection,
+        f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE flow = ? AND status = 'completed' ORDER BY started_at DESC LIMIT 1",
+        [flow],
+    )
+    return RunRecord(*rows[0]) if rows else None

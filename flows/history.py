@@ -1,0 +1,82 @@
+"""Run history: every flow run leaves a `runs` row and a Prefect summary artifact."""
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import get_run_context
+
+from extract.fixtures import SkippedFile
+from warehouse.connection import open_warehouse, run_lock
+from warehouse.runs import RunRecord, abandon_unfinished_runs, record_run
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run did."""
+
+    read: int
+    skipped: list[SkippedFile]
+    already_stored: int
+    new_articles: int
+    duplicates: int
+    new_stories: int
+    new_embeddings: int
+    feeds_polled: int = 0
+    not_modified: int = 0
+    failures: int = 0
+    run_id: str | None = None
+    message: str | None = None
+
+
+def recorded_run(flow_name: str, db: Path, work) -> RunSummary:
+    """Run `work` under the database's run lock with a `runs` row and a summary artifact.
+
+    The row says "running" while it works, then "completed", "failed" or "cancelled" (interrupted,
+    e.g. by SIGTERM); a row a dead process left "running" is marked "abandoned" by the next run.
+    """
+    context = get_run_context()
+    run_id = str(context.flow_run.id) if getattr(context, "flow_run", None) else None
+    with run_lock(db):
+        record = RunRecord(run_id or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S%f}", flow_name, datetime.now(UTC))
+        with open_warehouse(db) as connection:
+            abandoned = abandon_unfinished_runs(connection, record.started_at)
+            record_run(connection, record)
+        if abandoned:
+            get_run_logger().warning("%d earlier run(s) had stopped before finishing; marked abandoned", abandoned)
+        try:
+            summary = work()
+        except BaseException as error:
+            record.status = "failed" if isinstance(error, Exception) else "cancelled"
+            record.finished_at = datetime.now(UTC)
+            record.message = (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
+            try:
+                with open_warehouse(db, lock_wait=5) as connection:
+                    record_run(connection, record)
+            except Exception:  # noqa: BLE001 - the original error matters more; the next run marks it abandoned
+                pass
+            raise
+        record.status = "completed"
+        record.finished_at = datetime.now(UTC)
+        record.feeds_polled, record.not_modified = summary.feeds_polled, summary.not_modified
+        record.new_articles, record.duplicates = summary.new_articles, summary.duplicates
+        record.new_stories, record.errors = summary.new_stories, summary.failures + len(summary.skipped)
+        record.message = summary.message
+        with open_warehouse(db) as connection:
+            record_run(connection, record)
+    if run_id:
+        create_markdown_artifact(run_markdown(record), key=f"{flow_name}-summary", description=f"What this {flow_name} run did")
+    return replace(summary, run_id=record.run_id)
+
+
+def run_markdown(record: RunRecord) -> str:
+    """A run's counts as a Markdown table."""
+    seconds = (record.finished_at - record.started_at).total_seconds() if record.finished_at else 0
+    rows = [
+        ("status", record.status), ("duration", f"{seconds:.1f} s"), ("feeds polled", record.feeds_polled),
+        ("not modified (304)", record.not_modified), ("new articles", record.new_articles),
+        ("of which duplicates", record.duplicates), ("new stories", record.new_stories), ("errors", record.errors),
+    ]
+    return f"## {record.flow} run\n\n| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)

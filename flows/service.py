@@ -1,0 +1,242 @@
+"""`newswatch serve`: a local Prefect server when none is configured, and the deployments served on it.
+
+Prefect schedules never fire on the temporary in-process server Prefect starts per process, so
+without `PREFECT_API_URL` `serve` starts `prefect server start --host 127.0.0.1` (SQLite in its
+PREFECT_HOME), waits until it is healthy, serves the deployments, and stops the server and every
+process it started on exit (SIGINT or SIGTERM). A state file in the Prefect home lets
+`newswatch status` find the running service.
+"""
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "newswatch-serve.json"
+
+
+class ServiceError(Exception):
+    """The service cannot start; the message is one sentence for the user."""
+
+
+@dataclass
+class PrefectServer:
+    """A Prefect server process this service started."""
+
+    process: subprocess.Popen
+    api_url: str
+    log_path: Path
+
+    def stop(self, grace_seconds: float = 20.0) -> None:
+        """Stop the server and everything it started (its own process group)."""
+        _signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(grace_seconds)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        _signal_group(self.process.pid, signal.SIGKILL)  # stragglers of the group
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def api_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """Whether a Prefect API answers its health check."""
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_prefect_server(home: Path, port: int, startup_timeout: float = 180.0) -> PrefectServer:
+    """Start `prefect server start` on 127.0.0.1:port with this PREFECT_HOME and wait until it is healthy.
+
+    Raises:
+        ServiceError: The port is taken, or the server exited or stayed unhealthy.
+    """
+    if not port_is_free(port):
+        raise ServiceError(
+            f"port {port} on 127.0.0.1 is in use: set NEWSWATCH_PREFECT_PORT, or PREFECT_API_URL to use a running server"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "server.log"
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    environment = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+    }
+    environment.pop("PREFECT_API_URL", None)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopping it stops its workers too
+        )
+    server = PrefectServer(process, f"http://127.0.0.1:{port}/api", log_path)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise ServiceError(f"the Prefect server exited at start ({tail[0][:200]}); see {log_path}")
+        if api_is_healthy(server.api_url):
+            return server
+        time.sleep(0.5)
+    server.stop()
+    raise ServiceError(f"the Prefect server was not healthy after {startup_timeout:.0f} s; see {log_path}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        child = queue.pop()
+        found.append(child)
+        queue.extend(children.get(child, []))
+    return found
+
+
+def stop_descendants(grace_seconds: float = 15.0) -> None:
+    """Terminate the flow-run processes this process started, then kill any that linger."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        pids = descendants(os.getpid())
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_seconds
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
+            time.sleep(0.2)
+        if not pids:
+            return
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return True
+    return False
+
+
+def write_state(home: Path, **state) -> Path:
+    """Record where the running service is, for `newswatch status`."""
+    path = home / STATE_FILE
+    path.write_text(json.dumps({**state, "pid": os.getpid(), "started_at": datetime.now(UTC).isoformat()}))
+    return path
+
+
+def read_state(home: Path) -> dict | None:
+    """The running service's state, or None when no live service wrote one."""
+    try:
+        state = json.loads((home / STATE_FILE).read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state
+
+
+def next_scheduled_runs(api_url: str) -> list[tuple[str, datetime]]:
+    """The next scheduled run of each newswatch deployment, as (deployment name, expected start)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import INGEST_DEPLOYMENT, MAINTENANCE_DEPLOYMENT
+
+    upcoming = []
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        for name in (INGEST_DEPLOYMENT, MAINTENANCE_DEPLOYMENT):
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+                ),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=1,
+            )
+            if runs and runs[0].expected_start_time:
+                upcoming.append((name, runs[0].expected_start_time.astimezone(UTC)))
+    return upcoming
+
+
+def serve_deployments(deployments: list) -> None:
+    """Serve deployments in this process until SIGINT or SIGTERM; at most one flow run at a time.
+
+    Like `prefect.serve`, but SIGTERM stops it the same way Ctrl+C does, so the caller's cleanup runs.
+    """
+    import asyncio
+
+    from prefect.runner import Runner
+
+    class _Runner(Runner):
+        def handle_sigterm(self, *args, **kwargs) -> None:
+            raise KeyboardInterrupt
+
+    runner = _Runner(pause_on_shutdown=True, limit=1)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        logger.info("stopping: finishing or abandoning the current run")
+
+
+def work_pool_exists(name: str) -> bool:
+    """Whether the Prefect server at PREFECT_API_URL has this work pool."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+        except ObjectNotFound:
+            return False
+    return True
