@@ -1,1 +1,1 @@
-"""The Streamlit dashboard; it reads through `warehouse.queries` only."""
+"""The Streamlit dashboard; it only reads, through the named queries of `warehouse/` (see `dashboards.reads`)."""

@@ -511,7 +511,8 @@ def dashboard(
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_path),
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--", "--db", str(settings.db),
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+        "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--", "--db", str(settings.db),
     ]
     console.print(f"Dashboard on http://127.0.0.1:{port} (Ctrl+C stops it)")
     try:

@@ -24,6 +24,10 @@ class WarehouseError(Exception):
 DEFAULT_LOCK_WAIT_SECONDS = 30.0
 
 
+class WarehouseBusy(WarehouseError):
+    """Another process kept the file open for longer than the caller would wait."""
+
+
 def is_lock_error(error: Exception) -> bool:
     """Whether opening failed only because another process holds the file."""
     message = str(error).lower()
@@ -40,7 +44,7 @@ def _connect(path: Path, read_only: bool, lock_wait: float) -> duckdb.DuckDBPyCo
         except duckdb.Error as error:
             if not is_lock_error(error) or time.monotonic() + delay > deadline:
                 if is_lock_error(error):
-                    raise WarehouseError(
+                    raise WarehouseBusy(
                         f"database {path} is busy: another process kept it open for more than {lock_wait:g} s"
                     ) from None
                 raise WarehouseError(f"cannot open database {path}: {_first_line(error)}") from None

@@ -100,36 +100,351 @@ def recent_articles(
     ]
 
 
+# Who published an article: the page's site name, else its feed's name, else the web host, else
+# where it came from (`fixtures` for files). Needs `articles a LEFT JOIN feeds f`.
+_SOURCE_NAME = (
+    "coalesce(nullif(a.site_name, ''), nullif(f.name, ''),"
+    r" nullif(regexp_extract(a.canonical_url, '^[a-z]+://(?:www\.)?([^/:?#]+)', 1), ''), a.source)"
+)
+# When an article was seen: its publish time, else when it was ingested.
+_SEEN_AT = "coalesce(a.published_at, a.ingested_at)"
+
 STORY_COLUMNS = ("story_id", "headline", "article_count", "duplicate_count", "first_published_at", "last_published_at")
+STORY_DETAIL_COLUMNS = ("original_count", "first_seen_at", "last_seen_at", "recent_count", "sources")
+STORY_ORDERS = ("recent", "growth")
 
 
-def list_stories(connection: duckdb.DuckDBPyConnection, limit: int = 50) -> list[dict]:
-    """The most recently active stories, largest first among equals."""
-    rows = run(connection, 
+def list_stories(
+    connection: duckdb.DuckDBPyConnection,
+    limit: int = 50,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    feed_ids: list[str] | None = None,
+    languages: list[str] | None = None,
+    story_ids: list[str] | None = None,
+    order: str = "recent",
+    growing_since: datetime | None = None,
+    details: bool = False,
+) -> list[dict]:
+    """The most recently active stories, largest first among equals.
+
+    A filter keeps a story when at least one of its articles passes all filters; the counts are
+    always those of the whole story. An article is seen at its publish time, else when ingested.
+
+    Args:
+        connection: An open warehouse connection.
+        limit: How many stories.
+        since: Only stories with an article seen at or after this time.
+        until: Only stories with an article seen before this time.
+        feed_ids: Only stories with an article from one of these feeds ("" for articles from files).
+        languages: Only stories with an article in one of these languages ("" for unknown).
+        story_ids: Only these stories.
+        order: "recent" (latest published, else ingested, first) or "growth" (most articles seen
+            since `growing_since` first, then as "recent").
+        growing_since: Start of the window that `recent_count` counts.
+        details: Also return `original_count`, `first_seen_at`, `last_seen_at`, `recent_count`
+            and `sources` (the sorted distinct source names).
+
+    Returns:
+        One dict per story with the keys of `STORY_COLUMNS` (and `STORY_DETAIL_COLUMNS`).
+    """
+    if order not in STORY_ORDERS:
+        raise ValueError(f"unknown story order {order!r}; expected one of {', '.join(STORY_ORDERS)}")
+    rows = run(
+        connection,
         f"""
-        SELECT {", ".join(STORY_COLUMNS)} FROM stories
-        ORDER BY coalesce(last_published_at, last_ingested_at) DESC, article_count DESC, story_id
+        WITH members AS (
+            SELECT a.story_id, {_SEEN_AT} AS seen_at, coalesce(a.feed_id, '') AS feed_key,
+                   coalesce(a.language, '') AS language_key, {_SOURCE_NAME} AS source_name
+            FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id
+        ),
+        matching AS (
+            SELECT DISTINCT story_id FROM members
+            WHERE (?::TIMESTAMPTZ IS NULL OR seen_at >= ?::TIMESTAMPTZ)
+              AND (?::TIMESTAMPTZ IS NULL OR seen_at < ?::TIMESTAMPTZ)
+              AND (?::VARCHAR[] IS NULL OR feed_key IN (SELECT unnest(?::VARCHAR[])))
+              AND (?::VARCHAR[] IS NULL OR language_key IN (SELECT unnest(?::VARCHAR[])))
+              AND (?::VARCHAR[] IS NULL OR story_id IN (SELECT unnest(?::VARCHAR[])))
+        ),
+        activity AS (
+            SELECT story_id, min(seen_at) AS first_seen_at, max(seen_at) AS last_seen_at,
+                   count(*) FILTER (WHERE seen_at >= ?::TIMESTAMPTZ) AS recent_count,
+                   list(DISTINCT source_name ORDER BY source_name) AS sources
+            FROM members WHERE story_id IN (SELECT story_id FROM matching) GROUP BY story_id
+        )
+        SELECT {", ".join(f"s.{column}" for column in STORY_COLUMNS)},
+               s.original_count, t.first_seen_at, t.last_seen_at, t.recent_count, t.sources
+        FROM stories s JOIN activity t USING (story_id)
+        ORDER BY CASE WHEN ? THEN t.recent_count ELSE 0 END DESC,
+                 coalesce(s.last_published_at, s.last_ingested_at) DESC, s.article_count DESC, s.story_id
         LIMIT ?
         """,
-        [limit],
+        [
+            since, since, until, until, feed_ids, feed_ids, languages, languages, story_ids, story_ids,
+            growing_since, order == "growth", limit,
+        ],
     )
-    return [dict(zip(STORY_COLUMNS, row)) for row in rows]
+    columns = STORY_COLUMNS + STORY_DETAIL_COLUMNS
+    width = len(columns) if details else len(STORY_COLUMNS)
+    return [dict(zip(columns[:width], row[:width])) for row in rows]
 
 
 ARTICLE_COLUMNS = (
     "article_id", "story_id", "title", "url", "published_at", "duplicate_of", "duplicate_kind",
     "duplicate_similarity", "story_similarity",
 )
+ARTICLE_DETAIL_COLUMNS = ("ingested_at", "seen_at", "language", "source_name", "feed_id")
 
 
-def story_articles(connection: duckdb.DuckDBPyConnection, story_ids: list[str]) -> list[dict]:
-    """The members of these stories, oldest first."""
-    rows = run(connection, 
+def story_articles(
+    connection: duckdb.DuckDBPyConnection, story_ids: list[str], *, details: bool = False
+) -> list[dict]:
+    """The members of these stories, oldest first.
+
+    Args:
+        connection: An open warehouse connection.
+        story_ids: The stories.
+        details: Also return the keys of `ARTICLE_DETAIL_COLUMNS` (`source_name` as in `list_stories`).
+    """
+    columns = ARTICLE_COLUMNS + (ARTICLE_DETAIL_COLUMNS if details else ())
+    rows = run(
+        connection,
         f"""
-        SELECT {", ".join(ARTICLE_COLUMNS)} FROM articles
-        WHERE story_id IN (SELECT unnest(?))
-        ORDER BY story_id, coalesce(published_at, ingested_at), url
+        SELECT {", ".join(f"a.{column}" for column in ARTICLE_COLUMNS)},
+               a.ingested_at, {_SEEN_AT} AS seen_at, a.language, {_SOURCE_NAME} AS source_name, a.feed_id
+        FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id
+        WHERE a.story_id IN (SELECT unnest(?))
+        ORDER BY a.story_id, {_SEEN_AT}, a.url
         """,
         [story_ids],
     )
-    return [dict(zip(ARTICLE_COLUMNS, row)) for row in rows]
+    return [dict(zip(columns, row[: len(columns)])) for row in rows]
+
+
+ARTICLE_TEXT_COLUMNS = ARTICLE_COLUMNS + ARTICLE_DETAIL_COLUMNS + ("story_headline", "text")
+
+
+def articles_by_id(connection: duckdb.DuckDBPyConnection, article_ids: list[str]) -> dict[str, dict]:
+    """These articles with their text and their story's headline, keyed by article_id.
+
+    Returns:
+        Dicts with the keys of `ARTICLE_TEXT_COLUMNS`; ids not stored are left out.
+    """
+    rows = run(
+        connection,
+        f"""
+        SELECT {", ".join(f"a.{column}" for column in ARTICLE_COLUMNS)},
+               a.ingested_at, {_SEEN_AT} AS seen_at, a.language, {_SOURCE_NAME} AS source_name, a.feed_id,
+               s.headline, a.text
+        FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id JOIN stories s ON s.story_id = a.story_id
+        WHERE a.article_id IN (SELECT unnest(?))
+        """,
+        [article_ids],
+    )
+    return {row[0]: dict(zip(ARTICLE_TEXT_COLUMNS, row)) for row in rows}
+
+
+TIME_BUCKETS = ("hour", "day", "week")
+
+
+def _check_bucket(bucket: str) -> None:
+    if bucket not in TIME_BUCKETS:
+        raise ValueError(f"unknown time bucket {bucket!r}; expected one of {', '.join(TIME_BUCKETS)}")
+
+
+def story_timelines(
+    connection: duckdb.DuckDBPyConnection,
+    story_ids: list[str],
+    bucket: str = "day",
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, list[tuple[datetime, int]]]:
+    """How many articles of each story were seen per hour, day or week (UTC), oldest bucket first.
+
+    Args:
+        connection: An open warehouse connection.
+        story_ids: The stories.
+        bucket: "hour", "day" or "week".
+        since: Leave out articles seen before this time.
+        until: Leave out articles seen at or after this time.
+
+    Returns:
+        story_id → (bucket start, article count) for the buckets that have articles.
+    """
+    _check_bucket(bucket)
+    rows = run(
+        connection,
+        f"""
+        SELECT a.story_id, date_trunc(?, {_SEEN_AT}) AS bucket_start, count(*)
+        FROM articles a
+        WHERE a.story_id IN (SELECT unnest(?))
+          AND (?::TIMESTAMPTZ IS NULL OR {_SEEN_AT} >= ?::TIMESTAMPTZ)
+          AND (?::TIMESTAMPTZ IS NULL OR {_SEEN_AT} < ?::TIMESTAMPTZ)
+        GROUP BY ALL ORDER BY ALL
+        """,
+        [bucket, story_ids, since, since, until, until],
+    )
+    timelines: dict[str, list[tuple[datetime, int]]] = {}
+    for story_id, bucket_start, count in rows:
+        timelines.setdefault(story_id, []).append((bucket_start, count))
+    return timelines
+
+
+def article_facets(connection: duckdb.DuckDBPyConnection) -> dict:
+    """What the stored articles can be filtered by, with counts.
+
+    Returns:
+        `{"article_count", "first_seen_at", "last_seen_at", "feeds": [{"feed_id", "name",
+        "article_count"}], "languages": [{"language", "article_count"}]}`; `feed_id` is "" for
+        articles from files (`name` is then their source) and `language` "" when unknown.
+    """
+    article_count, first_seen_at, last_seen_at = run(
+        connection, f"SELECT count(*), min({_SEEN_AT}), max({_SEEN_AT}) FROM articles a"
+    )[0]
+    feeds = run(
+        connection,
+        """
+        SELECT coalesce(a.feed_id, '') AS feed_key,
+               CASE WHEN a.feed_id IS NULL THEN 'no feed (' || a.source || ')'
+                    ELSE coalesce(nullif(f.name, ''), f.url, a.feed_id) END AS name,
+               count(*)
+        FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id
+        GROUP BY ALL ORDER BY name, feed_key
+        """,
+    )
+    languages = run(
+        connection,
+        "SELECT coalesce(language, '') AS language_key, count(*) FROM articles GROUP BY ALL ORDER BY count(*) DESC, language_key",
+    )
+    # Files of several sources share the feed key "": merge them into one entry.
+    merged: dict[str, dict] = {}
+    for feed_key, name, count in feeds:
+        entry = merged.setdefault(feed_key, {"feed_id": feed_key, "name": name, "article_count": 0})
+        entry["article_count"] += count
+        if feed_key == "" and entry["name"] != name:
+            entry["name"] = "no feed (files)"
+    return {
+        "article_count": article_count,
+        "first_seen_at": first_seen_at,
+        "last_seen_at": last_seen_at,
+        "feeds": list(merged.values()),
+        "languages": [{"language": language, "article_count": count} for language, count in languages],
+    }
+
+
+def feed_article_counts(
+    connection: duckdb.DuckDBPyConnection, bucket: str = "day", *, since: datetime | None = None
+) -> list[dict]:
+    """New articles per feed per hour, day or week (UTC) of ingestion, oldest first.
+
+    Articles that came from files count under "no feed (<source>)".
+
+    Returns:
+        Dicts with `feed_id` ("" for files), `feed` (its name, else URL), `bucket_start`, `article_count`.
+    """
+    _check_bucket(bucket)
+    rows = run(
+        connection,
+        """
+        SELECT coalesce(a.feed_id, '') AS feed_key,
+               CASE WHEN a.feed_id IS NULL THEN 'no feed (' || a.source || ')'
+                    ELSE coalesce(nullif(f.name, ''), f.url, a.feed_id) END AS feed,
+               date_trunc(?, a.ingested_at) AS bucket_start, count(*)
+        FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id
+        WHERE ?::TIMESTAMPTZ IS NULL OR a.ingested_at >= ?::TIMESTAMPTZ
+        GROUP BY ALL ORDER BY bucket_start, feed
+        """,
+        [bucket, since, since],
+    )
+    return [
+        {"feed_id": feed_key, "feed": feed, "bucket_start": bucket_start, "article_count": count}
+        for feed_key, feed, bucket_start, count in rows
+    ]
+
+
+def recent_fetch_failures(connection: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
+    """The latest failed feed and page fetches, newest first, with their feed's name when known."""
+    columns = ("failed_at", "feed", "url", "status", "error")
+    rows = run(
+        connection,
+        """
+        SELECT x.failed_at, coalesce(nullif(f.name, ''), f.url, x.feed_id), x.url, x.status, x.error
+        FROM fetch_failures x LEFT JOIN feeds f ON f.feed_id = x.feed_id
+        ORDER BY x.failed_at DESC, x.url
+        LIMIT ?
+        """,
+        [limit],
+    )
+    return [dict(zip(columns, row)) for row in rows]
+
+
+SEARCH_RESULT_COLUMNS = ("article_id", "story_id", "story_headline", "title", "url", "seen_at", "source_name",
+                         "duplicate_of", "duplicate_kind", "score", "text")
+
+
+def search_articles(connection: duckdb.DuckDBPyConnection, terms: list[str], limit: int = 50) -> list[dict]:
+    """Articles whose title or text contains every term (case-insensitive), best first.
+
+    The terms are bound as one list parameter and matched as plain substrings (no wildcards).
+    An article scores 3 per term in its title plus 1 per occurrence of a term in its text.
+
+    Args:
+        connection: An open warehouse connection.
+        terms: Words or phrases; empty ones are ignored.
+        limit: How many articles at most.
+
+    Returns:
+        Dicts with the keys of `SEARCH_RESULT_COLUMNS`; none when no term is given.
+    """
+    terms = sorted({term.strip().lower() for term in terms if term.strip()})
+    if not terms:
+        return []
+    rows = run(
+        connection,
+        f"""
+        WITH words AS (SELECT unnest(?::VARCHAR[]) AS word),
+        hits AS (
+            SELECT a.article_id, count(*) AS matched,
+                   sum(3 * contains(lower(coalesce(a.title, '')), w.word)::INTEGER
+                       + (length(lower(a.text)) - length(replace(lower(a.text), w.word, ''))) // length(w.word)
+                   ) AS score
+            FROM articles a JOIN words w ON contains(lower(coalesce(a.title, '') || chr(10) || a.text), w.word)
+            GROUP BY a.article_id
+        )
+        SELECT a.article_id, a.story_id, s.headline, a.title, a.url, {_SEEN_AT} AS seen_at,
+               {_SOURCE_NAME} AS source_name, a.duplicate_of, a.duplicate_kind, h.score, a.text
+        FROM hits h JOIN articles a ON a.article_id = h.article_id
+        LEFT JOIN feeds f ON f.feed_id = a.feed_id JOIN stories s ON s.story_id = a.story_id
+        WHERE h.matched = ?
+        ORDER BY h.score DESC, seen_at DESC, a.article_id
+        LIMIT ?
+        """,
+        [terms, len(terms), limit],
+    )
+    return [dict(zip(SEARCH_RESULT_COLUMNS, row)) for row in rows]
+
+
+def article_vectors(connection: duckdb.DuckDBPyConnection, model: str) -> tuple[list[str], np.ndarray]:
+    """Every article that has a stored vector of this model, and those vectors.
+
+    Args:
+        connection: An open warehouse connection.
+        model: The embedding key (`flows.pipeline.embedding_model_key`).
+
+    Returns:
+        The article ids, and a float32 matrix with one unit vector per id (0 rows when none).
+    """
+    rows = run(
+        connection,
+        """
+        SELECT a.article_id, e.vector FROM articles a
+        JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
+        ORDER BY a.article_id
+        """,
+        [model],
+    )
+    if not rows:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return [row[0] for row in rows], np.asarray([row[1] for row in rows], dtype=np.float32)

@@ -1,0 +1,197 @@
+"""How the dashboard reads the warehouse: short read-only connections, brief caching, "data as of".
+
+DuckDB lets one process write a file, and while any process holds the file no other can open it
+for writing. So every read here opens the database read-only, fetches everything a page needs
+through named queries, and closes it at once; the pipeline's writer waits for such a read (and a
+read waits for the writer) instead of failing. Results are cached for `CACHE_SECONDS`, and each
+page says how old its data is. When a writer keeps the file longer than the dashboard waits, the
+last good data is shown with a note; a user never sees a lock error or a traceback.
+"""
+
+import argparse
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FunctionType
+from typing import Any
+
+import duckdb
+import streamlit as st
+
+from warehouse.connection import WarehouseBusy, WarehouseError, open_warehouse
+
+CACHE_SECONDS = 30
+DEFAULT_LOCK_WAIT_SECONDS = 10.0
+LAST_GOOD_ENTRIES = 64
+
+
+@dataclass(frozen=True)
+class Source:
+    """The database the dashboard reads, and how long a read waits for a writer to finish."""
+
+    path: Path
+    lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS
+
+
+def source_from_arguments(argv: list[str]) -> Source:
+    """The source from `--db` (else `NEWSWATCH_DB`, else `newswatch.duckdb`) and `--lock-wait`."""
+    parser = argparse.ArgumentParser(prog="dashboards/app.py", allow_abbrev=False)
+    parser.add_argument("--db", default=os.environ.get("NEWSWATCH_DB", "newswatch.duckdb"), help="DuckDB file to read")
+    parser.add_argument("--lock-wait", help="seconds a read waits while the pipeline holds the database")
+    # parse_known_args: under AppTest or other runners sys.argv belongs to someone else.
+    arguments, _ = parser.parse_known_args(argv)
+    try:
+        lock_wait = max(0.0, float(arguments.lock_wait))
+    except (TypeError, ValueError):  # absent or not a number: the default, not a crashed page
+        lock_wait = DEFAULT_LOCK_WAIT_SECONDS
+    return Source(Path(arguments.db), lock_wait)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one read returned, and when it was read."""
+
+    read_at: datetime
+    data: Any
+
+
+def read_snapshot(source: Source, reader: Callable[..., Any], *arguments) -> Snapshot:
+    """Run `reader(connection, *arguments)` in one short read-only connection, then close it.
+
+    Args:
+        source: The database and how long to wait for a writer.
+        reader: A function of a connection that fetches everything it needs through named queries.
+        *arguments: Its further arguments.
+
+    Returns:
+        The reader's result with the time it was read.
+
+    Raises:
+        WarehouseError: The database is missing, busy for longer than `source.lock_wait`, not a
+            database, of another schema version, or a query failed.
+    """
+    with open_warehouse(source.path, read_only=True, lock_wait=source.lock_wait) as connection:
+        try:
+            data = reader(connection, *arguments)
+        except duckdb.Error as error:
+            raise WarehouseError(f"database {source.path}: {str(error).strip().splitlines()[0]}") from None
+    return Snapshot(datetime.now(UTC), data)
+
+
+def _function_name(function: FunctionType) -> str:
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+# Readers are hashed by name: their code lives in importable modules, not in the page scripts.
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=256, hash_funcs={FunctionType: _function_name})
+def _cached_snapshot(path: str, lock_wait: float, reader: Callable[..., Any], arguments: tuple) -> Snapshot:
+    return read_snapshot(Source(Path(path), lock_wait), reader, *arguments)
+
+
+# For large results (the vector matrix): shared, never copied or pickled.
+@st.cache_resource(ttl=CACHE_SECONDS, show_spinner=False, max_entries=8, hash_funcs={FunctionType: _function_name})
+def _shared_snapshot(path: str, lock_wait: float, reader: Callable[..., Any], arguments: tuple) -> Snapshot:
+    return read_snapshot(Source(Path(path), lock_wait), reader, *arguments)
+
+
+# The last successful read of each (database, reader, arguments), shown while a writer holds the file.
+_last_good: OrderedDict[tuple, Snapshot] = OrderedDict()
+
+
+def refresh() -> None:
+    """Forget cached reads so that the next read goes to the database."""
+    _cached_snapshot.clear()
+    _shared_snapshot.clear()
+
+
+def is_busy(error: WarehouseError) -> bool:
+    """Whether a read failed only because another process kept the database open too long."""
+    return isinstance(error, WarehouseBusy)
+
+
+def format_time(moment: datetime | None, seconds: bool = False, zone: bool = True) -> str:
+    """A timestamp in UTC ("UTC" left out with `zone=False`, for tables that say so), or a dash."""
+    if moment is None:
+        return "—"
+    text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return f"{text} UTC" if zone else text
+
+
+def count(number: int, noun: str) -> str:
+    """"1 story", "3 stories", "2 articles"."""
+    if number == 1:
+        return f"1 {noun}"
+    return f"{number} {noun[:-1]}ies" if noun.endswith("y") and noun[-2:] not in ("ay", "ey", "oy") else f"{number} {noun}s"
+
+
+def missing_database_message(path: Path) -> str:
+    """What to tell a user whose database file does not exist."""
+    return f"No database at {path} yet: run `newswatch run --fixtures DIR` or `newswatch run` first."
+
+
+def load(
+    source: Source, reader: Callable[..., Any], *arguments, shared: bool = False, primary: bool = True
+) -> Any | None:
+    """Read through `reader` (cached briefly) and say how old the data is, or why there is none.
+
+    On success a primary read writes "data as of <time>" and returns the data. Otherwise one
+    clear message is written and None returned: an info for a missing file, a warning while a
+    writer holds the database, an error for a file that is not a usable database. While a
+    writer holds the database, the last good data of this read is returned instead when there
+    is some, with a notice saying how old it is.
+
+    Args:
+        source: The database.
+        reader: A function of a connection and `arguments`, hashed by its qualified name.
+        *arguments: Hashable arguments of the reader.
+        shared: Cache the result as one shared object instead of a copy per use (large data).
+        primary: The read a page's "data as of" refers to. A secondary read (a page's filter
+            options, the details of search results) writes no caption and returns its last good
+            data without a notice of its own.
+    """
+    if not source.path.exists():
+        st.info(missing_database_message(source.path))
+        return None
+    key = (str(source.path), _function_name(reader), arguments)
+    cached = _shared_snapshot if shared else _cached_snapshot
+    try:
+        snapshot = cached(str(source.path), source.lock_wait, reader, arguments)
+    except WarehouseError as error:
+        if not is_busy(error):
+            st.error(str(error))
+            return None
+        stale = _last_good.get(key)
+        if stale is None:
+            st.warning(
+                "The pipeline is writing to the database right now; this page will show its data "
+                "as soon as the run has finished. Refresh in a few seconds."
+            )
+            return None
+        if primary:
+            st.warning(
+                f"The pipeline is writing to the database right now: showing data as of "
+                f"{format_time(stale.read_at, seconds=True)}. Refresh in a few seconds for newer data."
+            )
+        return stale.data
+    _last_good[key] = snapshot
+    _last_good.move_to_end(key)
+    while len(_last_good) > LAST_GOOD_ENTRIES:
+        _last_good.popitem(last=False)
+    if primary:
+        st.caption(f"data as of {format_time(snapshot.read_at, seconds=True)}")
+    return snapshot.data
+
+
+# Markdown and Streamlit's own syntax (":red[...]", ":material/icon:", "$math$"); "." and "-" for
+# lines that would otherwise start a list.
+_MARKDOWN_SPECIALS = frozenset("\\`*_{}[]<>#+-.!|~$:")
+
+
+def plain(text: str | None, empty: str = "(untitled)") -> str:
+    """Text safe to show where Streamlit reads Markdown (labels, captions): specials escaped."""
+    if not text:
+        return empty
+    return "".join("\\" + character if character in _MARKDOWN_SPECIALS else character for character in text)
