@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import sys
 import tempfile
@@ -35,17 +36,30 @@ from local_site import LocalSite  # noqa: E402 (a sibling script module)
 
 
 def replicate(folder: Path, count: int) -> dict[str, bytes]:
-    """`count` pages cycling through the folder's pages, each with a unique opening sentence."""
+    """`count` pages cycling through the folder's pages, each with a unique sentence in its longest paragraph.
+
+    The sentence goes inside the body text (not in a paragraph of its own, which extraction may
+    drop), so every replica's text is new and must be embedded: no cost is hidden by reuse.
+    """
     originals = [path.read_bytes() for path in sorted(folder.glob("*.html"))]
     if not originals:
         raise SystemExit(f"throughput: error: no *.html pages in {folder}")
+    anchors = [_longest_paragraph_start(html) for html in originals]
     pages = {}
     for index in range(count):
-        html = originals[index % len(originals)]
-        marker = f"<p>Bulletin {index} from the regional desk, filed as item {index * 7919 % 100003}.</p>".encode()
-        at = html.find(b"<p")
+        html, at = originals[index % len(originals)], anchors[index % len(originals)]
+        marker = f" Bulletin {index} from the regional desk, item {index * 7919 % 100003}. ".encode()
         pages[f"{index:06d}"] = html[:at] + marker + html[at:] if at >= 0 else html + marker
     return pages
+
+
+def _longest_paragraph_start(html: bytes) -> int:
+    """Offset just inside the `<p>` holding the most text, or -1."""
+    best, best_length = -1, 0
+    for match in re.finditer(rb"<p\b[^>]*>(.*?)</p>", html, re.IGNORECASE | re.DOTALL):
+        if len(match.group(1)) > best_length:
+            best, best_length = match.start(1), len(match.group(1))
+    return best
 
 
 def peak_rss_mib() -> float:
