@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from dashboards import reads
 from dashboards.snapshot import Source, format_time, load, plain, source_from_arguments
 from dashboards.timeline import BUCKET_LENGTHS, bucket_start, timeline_chart
-from flows.settings import load_settings
+from flows.settings import load_settings, settings_error_message
 from warehouse.feeds import FeedRecord, attention_reasons
 
 WINDOWS = {"per day, last 30 days": ("day", timedelta(days=30)), "per hour, last 48 hours": ("hour", timedelta(hours=48))}
@@ -81,8 +81,7 @@ def show(source: Source) -> None:
     try:
         settings = load_settings()
     except ValidationError as error:
-        first = error.errors()[0]
-        st.error(f"Invalid setting NEWSWATCH_{str(first['loc'][0]).upper()}: {first['msg']}")
+        st.error(settings_error_message(error))
         return
     window = st.segmented_control("New articles", list(WINDOWS), default=list(WINDOWS)[0], required=True)
     bucket, length = WINDOWS[window or list(WINDOWS)[0]]

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from dashboards import reads
 from dashboards.snapshot import Source, count, format_time, load, plain, source_from_arguments
-from flows.settings import Settings, load_settings
+from flows.settings import Settings, load_settings, settings_error_message
 
 RESULT_LIMIT = 50
 SNIPPET_CHARACTERS = 220
@@ -156,8 +156,7 @@ def show(source: Source) -> None:
         try:
             settings = load_settings()
         except ValidationError as error:
-            first = error.errors()[0]
-            st.error(f"Invalid setting NEWSWATCH_{str(first['loc'][0]).upper()}: {first['msg']}")
+            st.error(settings_error_message(error))
             return
         semantic_search(source, settings, query, min_similarity)
     else:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flows.settings import load_settings
+from flows.settings import load_settings, settings_error_message
 from warehouse.connection import WarehouseError, open_warehouse
 from warehouse.feeds import attention_reasons, list_feeds
 from warehouse.queries import list_stories, story_articles
@@ -49,8 +49,7 @@ def _settings(**overrides):
     try:
         return load_settings(**overrides)
     except ValidationError as error:
-        first = error.errors()[0]
-        fail(f"invalid setting NEWSWATCH_{str(first['loc'][0]).upper()}: {first['msg']}")
+        fail(settings_error_message(error))
 
 
 @app.command()
@@ -564,7 +563,28 @@ def _short(text: str, limit: int = 90) -> str:
 
 def main() -> None:
     """Entry point of the `newswatch` script."""
-    app()
+    import atexit
+    import sys
+
+    status = {"code": 0}
+
+    def leave_quietly() -> None:
+        # Registered before Prefect's own exit handlers, so it runs after them (its temporary
+        # server is stopped by then). Skipping interpreter teardown keeps DuckDB's bindings from
+        # printing reference-leak reports about objects Prefect's worker threads still hold.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status["code"])
+
+    atexit.register(leave_quietly)
+    try:
+        app()
+    except SystemExit as exit_:
+        status["code"] = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        raise
+    except BaseException:
+        status["code"] = 1
+        raise
 
 
 if __name__ == "__main__":

@@ -56,3 +56,9 @@ class Settings(BaseSettings):
 def load_settings(**overrides) -> Settings:
     """Settings from the environment, with explicit (e.g. command-line) values on top."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def settings_error_message(error) -> str:
+    """One sentence for an invalid setting (a pydantic ValidationError from `Settings`)."""
+    first = error.errors()[0]
+    return f"invalid setting NEWSWATCH_{str(first['loc'][0]).upper()}: {first['msg']}"
