@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flows import pipeline
     from flows.ingest import fetch_policy
-    from flows.polling import poll
+    from flows.polling import extract_articles, poll
     from flows.settings import Settings
     from warehouse.connection import open_warehouse
     from warehouse.feeds import add_feed, due_feeds
@@ -114,13 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         def run_once():
             with open_warehouse(db) as connection:
                 feeds = due_feeds(connection, datetime.now(UTC) + timedelta(days=1))
-            polled = timed("fetch+extract", lambda: asyncio.run(
+            polled = timed("fetch", lambda: asyncio.run(
                 poll(feeds, fetch_policy(settings), timedelta(minutes=15), is_stored)))
+            extracted = timed("extract", extract_articles, polled.pages)
             ingested_at = datetime.now(UTC)
-            prepared, _ = timed("prepare", pipeline.prepare_articles, [a.article for a in polled.articles], db, ingested_at)
+            prepared, _ = timed("prepare", pipeline.prepare_articles, [a.article for a in extracted], db, ingested_at)
             embeddings = timed("embed", pipeline.embed_articles, prepared, db, settings)
             verdicts = timed("dedupe+cluster", pipeline.decide, prepared, db, settings)
-            fetched = {item.article.url: item for item in polled.articles}
+            fetched = {item.article.url: item for item in extracted}
             batch = pipeline.build_load_batch(prepared, verdicts, embeddings, "feeds", ingested_at, fetched)
             batch.feed_outcomes, batch.fetch_failures = polled.outcomes, polled.failures
             result = timed("load", pipeline.load, batch, db)

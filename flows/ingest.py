@@ -14,7 +14,8 @@ from extract.fixtures import SkippedFile, read_fixture_dir
 from extract.fetch import FetchPolicy
 from flows import pipeline
 from flows.history import RunSummary, recorded_run
-from flows.polling import PollResult, poll
+from flows.polling import FetchedArticle, FetchedPage, PollResult, extract_articles, poll
+from flows.runners import chunk_runner, chunked
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.feeds import due_feeds
@@ -71,10 +72,29 @@ def prepare(articles: list[Article], db: Path, ingested_at: datetime):
     return pipeline.prepare_articles(articles, db, ingested_at)
 
 
+@task(name="extract", cache_policy=NO_CACHE)
+def extract(pages: list[FetchedPage]) -> list[FetchedArticle]:
+    """Extract the articles of fetched pages (a chunk of them)."""
+    return extract_articles(pages)
+
+
+@task(name="find-stored-vectors", cache_policy=NO_CACHE)
+def find_stored_vectors(prepared, db: Path, settings: Settings):
+    """Stored vectors of the batch's texts, and the texts that still need one."""
+    return pipeline.texts_to_embed(prepared, db, settings)
+
+
 @task(name="embed", cache_policy=NO_CACHE)
-def embed(prepared, db: Path, settings: Settings):
-    """Embed the batch, reusing stored vectors of unchanged texts."""
-    return pipeline.embed_articles(prepared, db, settings)
+def embed(texts: list[str], settings: Settings):
+    """Embed texts (a chunk of the batch's new ones)."""
+    return pipeline.embed_texts(texts, settings)
+
+
+def _chunks(items: list, settings: Settings) -> list[list]:
+    """Chunks for a Dask cluster; locally the batch is one chunk."""
+    if not items:
+        return []
+    return chunked(items, settings.dask_chunk_size) if settings.task_runner == "dask" else [items]
 
 
 @task(name="dedupe-and-cluster", cache_policy=NO_CACHE)
@@ -112,7 +132,8 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
         articles, skipped = read_fixtures(directory)
         for skip in skipped:
             get_run_logger().warning("skipped %s: %s", skip.path, skip.reason)
-        return _process(articles, db, settings, ingested_at, "fixtures", skipped=skipped)
+        with chunk_runner(settings) as run_chunks:
+            return _process(articles, db, settings, ingested_at, "fixtures", run_chunks, skipped=skipped)
 
     return recorded_run("ingest-fixtures", db, work)
 
@@ -145,19 +166,31 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
             except pipeline.FeedFileError as error:
                 get_run_logger().error("feed list not read: %s", error)
         polled = poll_feeds(db, settings)
-        fetched = {item.article.url: item for item in polled.articles}
-        return _process(
-            [item.article for item in polled.articles], db, settings, ingested_at, "feeds", fetched=fetched, polled=polled
-        )
+        with chunk_runner(settings) as run_chunks:
+            extracted = run_chunks(extract, [{"pages": chunk} for chunk in _chunks(polled.pages, settings)])
+            articles = [item for chunk in extracted for item in chunk]
+            fetched = {item.article.url: item for item in articles}
+            return _process(
+                [item.article for item in articles], db, settings, ingested_at, "feeds", run_chunks,
+                fetched=fetched, polled=polled,
+            )
 
     return recorded_run("ingest-feeds", db, work)
 
 
-def _process(articles, db, settings, ingested_at, source, *, skipped=(), fetched=None, polled=None) -> RunSummary:
+def _process(
+    articles, db, settings, ingested_at, source, run_chunks, *, skipped=(), fetched=None, polled=None
+) -> RunSummary:
     """The stages shared by both sources: prepare → embed → dedupe and cluster → load."""
     logger = get_run_logger()
     prepared, already_stored = prepare(articles, db, ingested_at)
-    embeddings = embed(prepared, db, settings)
+    known, missing = find_stored_vectors(prepared, db, settings)
+    embedded = run_chunks(
+        embed, [{"texts": chunk, "settings": settings} for chunk in _chunks(list(missing.values()), settings)]
+    )
+    vectors = [vector for chunk_vectors, _ in embedded for vector in chunk_vectors]
+    chunk_counts = [count for _, counts in embedded for count in counts]
+    embeddings = pipeline.attach_vectors(prepared, known, missing, vectors, chunk_counts, settings)
     verdicts = decide(prepared, db, settings)
     batch = pipeline.build_load_batch(prepared, verdicts, embeddings, source, ingested_at, fetched)
     if polled is not None:

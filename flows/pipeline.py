@@ -69,18 +69,18 @@ def canonical_url(url: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _embedder(model: str, chunk_tokens: int, batch_size: int, threads: int) -> Embedder:
-    return Embedder(model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None)
+def _embedder(model: str, chunk_tokens: int, batch_size: int, threads: int, backend: str = "torch") -> Embedder:
+    return Embedder(model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None, backend=backend)
 
 
 def get_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (the model loads once per process)."""
-    return _embedder(settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads)
+    return _embedder(settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend)
 
 
 def embedding_model_key(settings: Settings) -> str:
     """What stored vectors are keyed by: the model and how articles were chunked for it."""
-    return f"{settings.model}@{settings.chunk_tokens}"
+    return f"{settings.model}@{settings.chunk_tokens}" + ("" if settings.embed_backend == "torch" else f"+{settings.embed_backend}")
 
 
 def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -> tuple[list[PreparedArticle], int]:
@@ -110,21 +110,46 @@ def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -
 
 def embed_articles(prepared: list[PreparedArticle], db: Path, settings: Settings) -> list[EmbeddingRow]:
     """Give every article a vector, reusing stored ones; returns the newly computed rows."""
-    model_key = embedding_model_key(settings)
+    known, missing = texts_to_embed(prepared, db, settings)
+    vectors, chunk_counts = embed_texts(list(missing.values()), settings) if missing else ([], [])
+    return attach_vectors(prepared, known, missing, vectors, chunk_counts, settings)
+
+
+def texts_to_embed(
+    prepared: list[PreparedArticle], db: Path, settings: Settings
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Stored vectors of the batch's texts, and the texts (by hash) that still need one."""
     hashes = sorted({item.text_hash for item in prepared})
     with open_warehouse(db) as connection:
-        known = stored_embeddings(connection, model_key, hashes)
+        known = stored_embeddings(connection, embedding_model_key(settings), hashes)
     missing = {item.text_hash: item.article.text for item in prepared if item.text_hash not in known}
-    rows: list[EmbeddingRow] = []
-    if missing:
-        vectors, chunk_counts = get_embedder(settings).embed(list(missing.values()))
-        now = datetime.now(UTC)
-        for (digest, _), vector, chunks in zip(missing.items(), vectors, chunk_counts):
-            known[digest] = vector
-            rows.append(EmbeddingRow(digest, model_key, vector.tolist(), chunks, now))
+    return known, missing
+
+
+def embed_texts(texts: list[str], settings: Settings) -> tuple[list[np.ndarray], list[int]]:
+    """Vectors and chunk counts of texts, with this process's embedder."""
+    vectors, chunk_counts = get_embedder(settings).embed(texts)
+    return list(vectors), list(chunk_counts)
+
+
+def attach_vectors(
+    prepared: list[PreparedArticle],
+    known: dict[str, np.ndarray],
+    missing: dict[str, str],
+    vectors: list[np.ndarray],
+    chunk_counts: list[int],
+    settings: Settings,
+) -> list[EmbeddingRow]:
+    """Set every article's vector; returns rows for the newly computed ones."""
+    model_key = embedding_model_key(settings)
+    now = datetime.now(UTC)
+    rows = []
+    for digest, vector, chunks in zip(missing, vectors, chunk_counts):
+        known[digest] = vector
+        rows.append(EmbeddingRow(digest, model_key, np.asarray(vector).tolist(), chunks, now))
     for item in prepared:
         item.vector = known[item.text_hash]
-    logger.info("embedded %d texts, reused %d", len(missing), len(hashes) - len(missing))
+    logger.info("embedded %d texts, reused %d", len(missing), len(known) - len(missing))
     return rows
 
 

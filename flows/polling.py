@@ -38,10 +38,19 @@ class FetchedArticle:
 
 
 @dataclass
-class PollResult:
-    """What polling the due feeds gave."""
+class FetchedPage:
+    """A new feed entry with the response for its page (None when pages are not fetched)."""
 
-    articles: list[FetchedArticle] = field(default_factory=list)
+    entry: FeedEntry
+    feed_id: str
+    page: FetchResult | None
+
+
+@dataclass
+class PollResult:
+    """What polling the due feeds gave: new entries with their pages, not yet extracted."""
+
+    pages: list[FetchedPage] = field(default_factory=list)
     outcomes: list[FeedOutcome] = field(default_factory=list)
     failures: list[FetchFailure] = field(default_factory=list)
     feeds_polled: int = 0
@@ -67,7 +76,7 @@ async def poll(
         fetch_pages: Fetch each new entry's page; otherwise keep what the feed itself says.
 
     Returns:
-        Articles, per-feed outcomes and failure rows.
+        New entries with their pages (see `extract_articles`), per-feed outcomes and failure rows.
     """
     result = PollResult(feeds_polled=len(feeds))
     async with Fetcher(policy) as fetcher:
@@ -102,12 +111,15 @@ async def poll(
         else:
             pages = [None] * len(entries)
     for (entry, feed_id), page in zip(entries.values(), pages):
-        article = _article(entry, feed_id, page)
         if page is not None and page.error:
             result.failures.append(FetchFailure(entry.url, feed_id, page.status, page.error, datetime.now(UTC)))
-        if article:
-            result.articles.append(article)
+        result.pages.append(FetchedPage(entry, feed_id, page))
     return result
+
+
+def extract_articles(pages: list[FetchedPage]) -> list[FetchedArticle]:
+    """The articles of fetched pages (CPU work, kept apart from fetching so it can run elsewhere)."""
+    return [article for fetched in pages if (article := _article(fetched.entry, fetched.feed_id, fetched.page))]
 
 
 def _parse(feed: FeedRecord, response: FetchResult) -> tuple[list[FeedEntry], str | None]:

@@ -1,6 +1,7 @@
 """Every setting of newswatch, declared once with its default, description and NEWSWATCH_* variable."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,7 +51,12 @@ class Settings(BaseSettings):
     export_dir: Path | None = Field(None, description="Folder for the maintenance run's Parquet exports (default: `exports/` beside the database).")
     prefect_home: Path | None = Field(None, description="PREFECT_HOME of the Prefect server `serve` starts (default: `prefect/` beside the database).")
     prefect_port: int = Field(4200, ge=1, le=65535, description="Port on 127.0.0.1 of the Prefect server `serve` starts when PREFECT_API_URL is not set.")
+    task_runner: Literal["local", "dask"] = Field("local", description="Where extraction and embedding chunks run: `local` (the flow's process) or `dask` (prefect-dask).")
+    dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster, e.g. `tcp://10.0.0.5:8786` (default: a local cluster per run).")
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster started for a run when no address is given.")
+    dask_chunk_size: int = Field(32, ge=1, description="Pages or texts per extraction or embedding task sent to Dask.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
+    embed_backend: str = Field("torch", pattern=r"^(torch|openvino|openvino-int8)$", description="Embedding runtime: `torch`, `openvino` (same vectors, faster) or `openvino-int8` (fastest, cosine ≥ 0.99 to torch); needs the `openvino` extra, else torch.")
 
 
 def load_settings(**overrides) -> Settings:

@@ -1,0 +1,56 @@
+"""Extraction and embedding on a local 2-worker Dask cluster store the same results as the default runner."""
+
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.ingest import ingest_feeds
+from flows.settings import Settings
+from tests.http_server import make_server_fixture
+from tests.test_feed_ingest import serve as serve_seed_site
+from warehouse.connection import open_warehouse
+from warehouse.feeds import add_feed
+
+pytest.importorskip("prefect_dask")
+
+http_server = make_server_fixture()
+
+
+def stored(db):
+    connection = duckdb.connect(str(db), read_only=True)
+    try:
+        articles = connection.execute(
+            "SELECT url, title, text_hash, language, text_source, duplicate_of, duplicate_kind, story_id"
+            " FROM articles ORDER BY url"
+        ).fetchall()
+        vectors = dict(connection.execute("SELECT text_hash, vector FROM embeddings").fetchall())
+        pages = connection.execute("SELECT article_id, final_url FROM pages ORDER BY 1").fetchall()
+    finally:
+        connection.close()
+    return articles, vectors, pages
+
+
+def test_dask_runner_stores_what_the_default_runner_stores(tmp_path, http_server):
+    serve_seed_site(http_server)
+    results = {}
+    with prefect_test_harness(server_startup_timeout=120):
+        for runner in ("local", "dask"):
+            db = tmp_path / f"{runner}.duckdb"
+            with open_warehouse(db) as connection:
+                add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
+            settings = Settings(
+                allow_private_networks=True, fetch_host_delay=0, task_runner=runner, dask_workers=2, dask_chunk_size=2,
+                embed_threads=1,
+            )
+            summary = ingest_feeds(db, settings)
+            assert (summary.new_articles, summary.duplicates) == (4, 1), runner
+            results[runner] = stored(db)
+    (local_articles, local_vectors, local_pages), (dask_articles, dask_vectors, dask_pages) = results["local"], results["dask"]
+    assert dask_articles == local_articles
+    assert dask_pages == local_pages
+    assert dask_vectors.keys() == local_vectors.keys()
+    for text_hash, vector in local_vectors.items():
+        assert np.allclose(vector, dask_vectors[text_hash], atol=1e-5), text_hash
