@@ -137,6 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         second, _, _ = run_once()
         noop_seconds = time.perf_counter() - started
 
+        # The same no-op through the Prefect flow, timed after Prefect's start-up (its first call).
+        from flows.ingest import ingest_feeds
+
+        due_now = settings.model_copy(update={"poll_interval_minutes": 1e-6})
+        with open_warehouse(db) as connection:
+            connection.execute("UPDATE feeds SET next_due_at = now()")
+        started = time.perf_counter()
+        ingest_feeds(db, due_now)
+        flow_first_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        flow_noop = ingest_feeds(db, due_now)
+        flow_noop_seconds = time.perf_counter() - started
+
     ceiling = None
     if not args.no_ceiling and texts:
         started = time.perf_counter()
@@ -161,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_to_ceiling_ratio": round(articles / total / ceiling, 2) if ceiling else None,
         "noop_run_seconds": round(noop_seconds, 2),
         "noop_not_modified": second.not_modified,
+        "flow_noop_first_call_seconds_with_prefect_start": round(flow_first_seconds, 2),
+        "flow_noop_seconds": round(flow_noop_seconds, 2),
+        "flow_noop_not_modified": flow_noop.not_modified,
         "peak_rss_mib": round(peak_rss_mib()),
     }
     if args.json:
