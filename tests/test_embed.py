@@ -1,9 +1,31 @@
-"""Whole-article embeddings with the bundled model: long articles are read to the end."""
+"""Whole-article embeddings with the bundled model: long articles are read to the end.
+
+The OpenVINO backends need the `openvino` extra (see pyproject.toml); without it their tests are
+skipped, while the fallback to PyTorch and the export cache are tested either way.
+"""
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from extract.embed import Embedder, split_sentences
+from extract import embed
+from extract.content import article_from_text
+from extract.embed import Embedder, cached_export, export_roots, split_sentences
+from flows.pipeline import embedding_model_key
+from flows.settings import Settings
+
+SEEDS = sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.txt"))
+OPENVINO_INSTALLED = all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf", "optimum")) and (
+    importlib.util.find_spec("optimum.intel") is not None
+)
+needs_openvino = pytest.mark.skipif(
+    not OPENVINO_INSTALLED,
+    reason="OpenVINO backend not installed: pip install -e '.[openvino]' && pip install --no-deps optimum-intel==2.2.0",
+)
 
 OPENING = " ".join(
     f"Paragraph {i} of the council report describes the budget, the schools and the roads of the town." for i in range(30)
@@ -50,3 +72,152 @@ def test_a_sentence_longer_than_a_chunk_is_split(embedder):
     sentence = " ".join(["word"] * 400) + "."
     chunks = embedder.chunk(sentence)
     assert len(chunks) >= 3 and all(tokens <= embedder.chunk_tokens for _, tokens in chunks)
+
+
+@pytest.fixture(scope="module")
+def seed_texts():
+    return [article_from_text(path.read_text(encoding="utf-8"), path.as_uri()).text for path in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def torch_seed_vectors(embedder, seed_texts):
+    return embedder.embed(seed_texts)[0]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports")
+
+
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="openvino-int8"):
+        Embedder(backend="onnx")
+    with pytest.raises(ValueError):
+        Settings(embed_backend="onnx")
+
+
+def test_vectors_of_each_backend_are_stored_apart():
+    keys = {embedding_model_key(Settings(embed_backend=backend)) for backend in embed.BACKENDS}
+    assert len(keys) == 3
+    # Vectors stored before backends existed keep their key.
+    assert embedding_model_key(Settings()) == "all-MiniLM-L6-v2@128"
+
+
+def test_a_missing_backend_falls_back_to_torch(monkeypatch, caplog, tmp_path, seed_texts, torch_seed_vectors):
+    # None in sys.modules makes the import fail as if the packages were not installed.
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    monkeypatch.setitem(sys.modules, "optimum.intel.openvino", None)
+    with caplog.at_level(logging.WARNING, logger="extract.embed"):
+        embedder = Embedder(backend="openvino", export_dir=tmp_path).load()
+    assert embedder.backend_in_use == "torch"
+    assert "embedding backend openvino unavailable, using torch: ModuleNotFoundError" in caplog.text
+    vectors, _ = embedder.embed(seed_texts)
+    np.testing.assert_allclose(vectors, torch_seed_vectors, atol=1e-6)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_export_goes_to_the_first_writable_folder_once(tmp_path):
+    model = tmp_path / "models" / "my-model"
+    model.mkdir(parents=True)
+    assert export_roots(str(model))[0] == tmp_path / "models" / "my-model.newswatch-exports"
+    assert export_roots(str(model))[-1].parts[-3:] == ("newswatch", "exports", "my-model")
+    assert export_roots(str(model), tmp_path / "chosen") == [tmp_path / "chosen"]
+
+    # A root that cannot be created (here: under a file) is passed over, as a read-only package folder is.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    roots = [blocker / "exports", tmp_path / "cache"]
+    calls = []
+
+    def export(target: Path) -> None:
+        calls.append(target)
+        (target / "modules.json").write_text("[]")
+
+    folder = cached_export("openvino-test", roots, export)
+    assert folder == tmp_path / "cache" / "openvino-test" and (folder / "modules.json").is_file()
+    assert cached_export("openvino-test", roots, export) == folder
+    assert len(calls) == 1
+    assert [path.name for path in (tmp_path / "cache").iterdir()] == ["openvino-test"]  # no scratch left
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path):
+    def export(target: Path) -> None:
+        (target / "modules.json").write_text("[]")
+        raise RuntimeError("conversion failed")
+
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        cached_export("openvino-test", [tmp_path], export)
+    assert not any(tmp_path.iterdir())
+
+
+@needs_openvino
+@pytest.mark.parametrize(("backend", "floor", "most_shift"), [("openvino", 0.9999, 0.002), ("openvino-int8", 0.99, 0.02)])
+def test_openvino_vectors_match_torch(backend, floor, most_shift, export_dir, seed_texts, torch_seed_vectors):
+    embedder = Embedder(backend=backend, export_dir=export_dir).load()
+    assert embedder.backend_in_use == backend
+    vectors, chunk_counts = embedder.embed(seed_texts)
+    cosines = np.sum(vectors * torch_seed_vectors, axis=1)
+    assert cosines.min() >= floor, cosines
+    # What dedupe and clustering see: the similarities between articles move by much less than a
+    # threshold step (the seeds' rewrite pair is at 0.938 against a 0.93 threshold).
+    shift = np.abs(vectors @ vectors.T - torch_seed_vectors @ torch_seed_vectors.T).max()
+    assert shift < most_shift, shift
+    assert chunk_counts == [len(embedder.chunk(text)) for text in seed_texts]
+
+
+@needs_openvino
+def test_a_failed_export_falls_back_to_torch(monkeypatch, caplog, tmp_path):
+    def broken(model_path, target):
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(embed, "export_openvino", broken)
+    with caplog.at_level(logging.WARNING, logger="extract.embed"):
+        embedder = Embedder(backend="openvino-int8", export_dir=tmp_path).load()
+    assert embedder.backend_in_use == "torch"
+    assert "RuntimeError: conversion failed" in caplog.text
+    assert not any(tmp_path.iterdir())
+
+
+@needs_openvino
+def test_the_export_is_made_once_and_reused(monkeypatch, export_dir, seed_texts):
+    first = Embedder(backend="openvino-int8", export_dir=export_dir).load()
+    exports = sorted(path.name for path in export_dir.iterdir())
+    assert [name.split("-2")[0] for name in exports] == ["openvino", "openvino-int8"], exports
+    fp32, int8 = (export_dir / name / "openvino" / "openvino_model.bin" for name in exports)
+    assert int8.stat().st_size < fp32.stat().st_size / 3  # int8 weights, not a copy of the fp32 model
+    written = {path: path.stat().st_mtime_ns for path in export_dir.rglob("*") if path.is_file()}
+
+    def export_again(*args):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(embed, "export_openvino", export_again)
+    monkeypatch.setattr(embed, "quantize_openvino", export_again)
+    for backend in ("openvino", "openvino-int8"):
+        # An export error would show as a fallback to torch.
+        assert Embedder(backend=backend, export_dir=export_dir).load().backend_in_use == backend
+    second = Embedder(backend="openvino-int8", export_dir=export_dir)
+    np.testing.assert_allclose(second.embed(seed_texts)[0], first.embed(seed_texts)[0], atol=1e-6)
+    assert {path: path.stat().st_mtime_ns for path in export_dir.rglob("*") if path.is_file()} == written
+
+
+@needs_openvino
+def test_openvino_sends_no_usage_statistics(monkeypatch, tmp_path):
+    # OpenVINO's converter sends usage statistics to Google Analytics unless ~/intel/openvino_telemetry
+    # says no: here there is no such file (a fresh home), and any send is caught instead of made.
+    from openvino_telemetry import Telemetry
+    from openvino_telemetry.utils.sender import TelemetrySender
+
+    sent = []
+    monkeypatch.setattr(TelemetrySender, "send", lambda self, backend, message: sent.append(message))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CI", raising=False)
+    (tmp_path / "home").mkdir()
+    try:
+        Telemetry().consent = True  # as if set up earlier by a tool the user consented to
+    except RuntimeError:
+        pass  # not set up yet: the export sets it up, with no consent file
+    embedder = Embedder(backend="openvino", export_dir=tmp_path / "exports").load()
+    assert embedder.backend_in_use == "openvino"
+    assert Telemetry().consent is False
+    assert sent == []
+    assert not (tmp_path / "home" / "intel").exists()
