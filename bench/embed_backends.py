@@ -4,9 +4,10 @@ The texts come from `--data`: an article-extraction folder (`html/*.html`, e.g.
 `A1_scrapinghub_aeb/dev`, extracted with the pipeline's own `article_from_html`), a folder of
 `*.txt` article files, or a `docs.jsonl` with a `text` per line. Each backend embeds all of them
 whole, chunk by chunk, exactly as the pipeline does (`Embedder.embed`), `--repeat` times after a
-warm-up; the best and median runs give articles/s and chunks/s. Agreement with torch is the cosine
-between the two whole-article vectors of each text (worst and mean), and the largest change of
-any article-to-article similarity (what the duplicate and story thresholds see).
+warm-up, the backends taking turns so that load from other processes falls on all alike; the
+best and median runs give articles/s and chunks/s. Agreement with torch is the cosine between
+the two whole-article vectors of each text (worst and mean), and the largest change of any
+article-to-article similarity (what the duplicate and story thresholds see).
 
 Loading includes the one-time OpenVINO export when no cached export exists (`load s`).
 
@@ -46,36 +47,48 @@ def read_texts(folder: Path) -> list[str]:
     return [text for text in texts if text.strip()]
 
 
-def measure(backend: str, texts: list[str], args) -> dict:
-    """Load one backend, then time whole-article embedding of all texts."""
+def measure(backends: list[str], texts: list[str], args) -> list[dict]:
+    """Load every backend, then time whole-article embedding of all texts, the backends taking turns.
+
+    Taking turns spreads any load from other processes over all backends alike.
+    """
     import numpy as np
 
     from extract.embed import Embedder
 
-    started = time.perf_counter()
-    embedder = Embedder(
-        chunk_tokens=args.chunk_tokens, batch_size=args.batch_size, threads=args.threads, backend=backend,
-        export_dir=args.export_dir,
-    ).load()
-    load_seconds = time.perf_counter() - started
-    embedder.embed(texts[: max(1, len(texts) // 10)])  # warm-up: first-call allocations and compilation
-    seconds = []
-    for _ in range(args.repeat):
+    embedders, load_seconds = {}, {}
+    for backend in backends:
         started = time.perf_counter()
-        vectors, chunk_counts = embedder.embed(texts)
-        seconds.append(time.perf_counter() - started)
-    return {
-        "backend": backend,
-        "in_use": embedder.backend_in_use,
-        "load_s": round(load_seconds, 1),
-        "best_s": round(min(seconds), 2),
-        "median_s": round(statistics.median(seconds), 2),
-        "docs_per_s": round(len(texts) / min(seconds), 1),
-        "docs_per_s_median": round(len(texts) / statistics.median(seconds), 1),
-        "chunks_per_s": round(sum(chunk_counts) / min(seconds), 1),
-        "chunks": sum(chunk_counts),
-        "vectors": np.asarray(vectors),
-    }
+        embedders[backend] = Embedder(
+            chunk_tokens=args.chunk_tokens, batch_size=args.batch_size, threads=args.threads, backend=backend,
+            export_dir=args.export_dir,
+        ).load()
+        load_seconds[backend] = time.perf_counter() - started
+        embedders[backend].embed(texts[: max(1, len(texts) // 10)])  # warm-up: first-call allocations
+    seconds = {backend: [] for backend in backends}
+    outputs = {}
+    for _ in range(args.repeat):
+        for backend in backends:
+            started = time.perf_counter()
+            outputs[backend] = embedders[backend].embed(texts)
+            seconds[backend].append(time.perf_counter() - started)
+    results = []
+    for backend in backends:
+        vectors, chunk_counts = outputs[backend]
+        best, median = min(seconds[backend]), statistics.median(seconds[backend])
+        results.append({
+            "backend": backend,
+            "in_use": embedders[backend].backend_in_use,
+            "load_s": round(load_seconds[backend], 1),
+            "best_s": round(best, 2),
+            "median_s": round(median, 2),
+            "docs_per_s": round(len(texts) / best, 1),
+            "docs_per_s_median": round(len(texts) / median, 1),
+            "chunks_per_s": round(sum(chunk_counts) / best, 1),
+            "chunks": sum(chunk_counts),
+            "vectors": np.asarray(vectors),
+        })
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if "torch" not in backends:
         backends.insert(0, "torch")
 
-    results = [measure(backend, texts, args) for backend in backends]
+    results = measure(backends, texts, args)
     reference = next(result for result in results if result["backend"] == "torch")
     torch_rate = reference["docs_per_s"]
     reference_vectors = reference["vectors"]

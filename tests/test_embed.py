@@ -184,7 +184,7 @@ def test_the_export_is_made_once_and_reused(monkeypatch, export_dir, seed_texts)
     exports = sorted(path.name for path in export_dir.iterdir())
     assert [name.split("-2")[0] for name in exports] == ["openvino", "openvino-int8"], exports
     fp32, int8 = (export_dir / name / "openvino" / "openvino_model.bin" for name in exports)
-    assert int8.stat().st_size < fp32.stat().st_size / 3  # int8 weights, not a copy of the fp32 model
+    assert int8.stat().st_size < fp32.stat().st_size / 2  # int8 weights, not a copy of the fp32 model
     written = {path: path.stat().st_mtime_ns for path in export_dir.rglob("*") if path.is_file()}
 
     def export_again(*args):
