@@ -14,6 +14,7 @@ overlaps more). Stories already stored keep their members: only new articles mov
 is never re-clustered.
 """
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from extract.terms import TermWeights, cosine
+from extract.terms import TermWeights
 
 
 @dataclass
@@ -38,12 +39,17 @@ class Story:
 
 @dataclass
 class ClusterItem:
-    """A new original article to place."""
+    """A new original article to place.
+
+    `candidates` names the stored stories it may join (those of its nearest stored articles);
+    None allows every stored story. Stories opened by the batch are always candidates.
+    """
 
     article_id: str
     vector: np.ndarray
     terms: Mapping[str, int]
     published_at: datetime | None = None
+    candidates: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,51 +100,139 @@ def assign_stories(
     return state.assignments(items)
 
 
+def _seconds(moment: datetime | None) -> float:
+    return np.nan if moment is None else moment.timestamp()
+
+
 class _Clustering:
+    """Stories as rows of arrays (vector sums, norms, times, sizes), so a placement is one product."""
+
     def __init__(self, stories: list[Story], weights: TermWeights, rules: ClusterRules):
-        self.stories = stories
+        self.stories: list[Story] = []
         self.weights = weights
         self.rules = rules
+        self.window = rules.window.total_seconds()
         self.opened: set[int] = set()
         self.where: dict[str, tuple[int, float]] = {}
+        self.row_of: dict[str, int] = {}
+        dimensions = len(stories[0].vector_sum) if stories else 0
+        self.sums = np.zeros((max(16, len(stories) * 2), dimensions), dtype=np.float64)
+        self.norms = np.zeros(len(self.sums))
+        self.first = np.full(len(self.sums), np.nan)
+        self.last = np.full(len(self.sums), np.nan)
+        self.sizes = np.zeros(len(self.sums), dtype=np.int64)
+        self._idf: dict[str, float] = {}
+        self._story_terms: dict[int, dict[str, float]] = {}
+        for story in stories:
+            self._append(story)
 
-    def _eligible(self, story: Story, item: ClusterItem) -> bool:
-        if not story.members:
-            return False
-        if item.published_at is None or story.last_published_at is None:
-            return True
-        window = self.rules.window
-        return story.first_published_at - window <= item.published_at <= story.last_published_at + window
+    # --- the arrays ---
 
-    def _score(self, story: Story, item: ClusterItem, embedding_similarity: float) -> float:
-        lexical = cosine(self.weights.vector(item.terms), self.weights.vector(story.term_counts))
+    def _append(self, story: Story) -> int:
+        row = len(self.stories)
+        if row == len(self.sums) or self.sums.shape[1] != len(story.vector_sum):
+            grown = max(16, 2 * len(self.sums))
+            sums = np.zeros((grown, len(story.vector_sum)))
+            if row:
+                sums[:row] = self.sums[:row]
+            self.sums = sums
+            self.norms, self.first, self.last = (np.resize(a, grown) for a in (self.norms, self.first, self.last))
+            self.sizes = np.resize(self.sizes, grown)
+        self.stories.append(story)
+        if story.story_id:
+            self.row_of[story.story_id] = row
+        self._sync_row(row)
+        return row
+
+    def _sync_row(self, row: int) -> None:
+        story = self.stories[row]
+        self.sums[row] = story.vector_sum
+        self.norms[row] = max(float(np.linalg.norm(story.vector_sum)), 1e-12)
+        self.first[row] = _seconds(story.first_published_at)
+        self.last[row] = _seconds(story.last_published_at)
+        self.sizes[row] = len(story.members)
+
+    def _rows_for(self, item: ClusterItem) -> np.ndarray:
+        if item.candidates is None:
+            rows = np.arange(len(self.stories))
+        else:
+            stored = [self.row_of[story_id] for story_id in item.candidates if story_id in self.row_of]
+            rows = np.fromiter(sorted({*stored, *self.opened}), dtype=np.int64)
+        if not len(rows):
+            return rows
+        eligible = self.sizes[rows] > 0
+        when = _seconds(item.published_at)
+        if not np.isnan(when):
+            first, last = self.first[rows], self.last[rows]
+            timed = ~np.isnan(last)
+            inside = (first - self.window <= when) & (when <= last + self.window)
+            eligible &= ~timed | inside
+        return rows[eligible]
+
+    # --- scores ---
+
+    def _weight(self, term: str, count: float) -> float:
+        if term not in self._idf:
+            self._idf[term] = self.weights.idf(term)
+        return (1 + math.log(count)) * self._idf[term]
+
+    def _term_vector(self, counts: Mapping[str, float]) -> dict[str, float]:
+        return {term: self._weight(term, count) for term, count in counts.items() if count > 0}
+
+    def _story_term_vector(self, row: int) -> tuple[dict[str, float], float]:
+        """A story's tf-idf weights and their norm, kept up to date as members come and go."""
+        if row not in self._story_terms:
+            vector = self._term_vector(self.stories[row].term_counts)
+            self._story_terms[row] = [vector, sum(weight * weight for weight in vector.values())]
+        vector, squared = self._story_terms[row]
+        return vector, math.sqrt(max(squared, 0.0))
+
+    def _update_story_terms(self, row: int, terms: Mapping[str, int]) -> None:
+        if row not in self._story_terms:
+            return
+        entry = self._story_terms[row]
+        vector, counts = entry[0], self.stories[row].term_counts
+        for term in terms:
+            old = vector.pop(term, 0.0)
+            count = counts.get(term, 0)
+            new = self._weight(term, count) if count > 0 else 0.0
+            if new:
+                vector[term] = new
+            entry[1] += new * new - old * old
+
+    def _score(self, row: int, item_terms: dict[str, float], embedding_similarity: float) -> float:
+        story_terms, story_norm = self._story_term_vector(row)
+        item_norm = math.sqrt(sum(weight * weight for weight in item_terms.values()))
+        dot = sum(weight * story_terms.get(term, 0.0) for term, weight in item_terms.items())
+        lexical = dot / (item_norm * story_norm) if item_norm > 0 and story_norm > 1e-9 else 0.0
         weight = self.rules.embedding_weight
         return weight * embedding_similarity + (1 - weight) * lexical
 
-    def _similarity(self, index: int, item: ClusterItem) -> float:
-        story = self.stories[index]
-        embedding = float(story.vector_sum @ item.vector) / max(float(np.linalg.norm(story.vector_sum)), 1e-12)
-        return self._score(story, item, embedding)
+    def _similarity(self, row: int, item: ClusterItem) -> float:
+        embedding = float(self.sums[row] @ item.vector) / self.norms[row]
+        return self._score(row, self._term_vector(item.terms), embedding)
 
     def _best(self, item: ClusterItem) -> tuple[int, float]:
         """The most similar eligible story among the nearest few by embedding, and its score."""
-        eligible = [i for i, story in enumerate(self.stories) if self._eligible(story, item)]
+        rows = self._rows_for(item)
         best, best_score = -1, -1.0
-        if eligible:
-            sums = np.stack([self.stories[i].vector_sum for i in eligible])
-            embedding = sums @ item.vector / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
-            for rank in np.argsort(-embedding)[: self.rules.candidates]:
-                index = eligible[rank]
-                score = self._score(self.stories[index], item, float(embedding[rank]))
+        if len(rows):
+            embedding = self.sums[rows] @ item.vector / self.norms[rows]
+            nearest = np.argsort(-embedding, kind="stable")[: self.rules.candidates]
+            item_terms = self._term_vector(item.terms)
+            for rank in nearest:
+                row = int(rows[rank])
+                score = self._score(row, item_terms, float(embedding[rank]))
                 if score > best_score:
-                    best, best_score = index, score
+                    best, best_score = row, score
         return best, best_score
+
+    # --- moves ---
 
     def place(self, item: ClusterItem) -> None:
         best, best_score = self._best(item)
         if best < 0 or best_score < self.rules.threshold:
-            self.stories.append(Story(story_id="", vector_sum=np.zeros_like(item.vector)))
-            best = len(self.stories) - 1
+            best = self._append(Story(story_id="", vector_sum=np.zeros_like(item.vector, dtype=np.float64)))
             self.opened.add(best)
             best_score = 1.0
         self._add(best, item, best_score)
@@ -162,9 +256,12 @@ class _Clustering:
             if not story.members:
                 continue
             members = [by_id[article_id] for article_id in sorted(story.members)]
+            candidates = None
+            if all(member.candidates is not None for member in members):
+                candidates = frozenset().union(*(member.candidates for member in members))
             summary = ClusterItem(
                 "", story.vector_sum / max(float(np.linalg.norm(story.vector_sum)), 1e-12),
-                Counter(story.term_counts), story.first_published_at,
+                Counter(story.term_counts), story.first_published_at, candidates,
             )
             scores = [self.where[member.article_id][1] for member in members]
             for member in members:
@@ -183,10 +280,12 @@ class _Clustering:
         story = self.stories[index]
         story.vector_sum = story.vector_sum + item.vector
         story.term_counts.update(item.terms)
+        self._update_story_terms(index, item.terms)
         story.members.add(item.article_id)
         if item.published_at is not None:
             story.first_published_at = min(filter(None, (story.first_published_at, item.published_at)))
             story.last_published_at = max(filter(None, (story.last_published_at, item.published_at)))
+        self._sync_row(index)
         self.where[item.article_id] = (index, score)
 
     def remove(self, item: ClusterItem) -> None:
@@ -195,7 +294,9 @@ class _Clustering:
         story.vector_sum = story.vector_sum - item.vector
         story.term_counts.subtract(item.terms)
         story.term_counts = +story.term_counts  # drop terms that reached zero
+        self._update_story_terms(index, item.terms)
         story.members.discard(item.article_id)
+        self._sync_row(index)
 
     def assignments(self, items: Sequence[ClusterItem]) -> dict[str, StoryAssignment]:
         for item in items:  # items are oldest first, so the first seen names the story

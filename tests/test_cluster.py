@@ -56,3 +56,57 @@ def test_new_names_weigh_more_than_common_words():
     w = TermWeights({"government": 50}, 100)
     assert w.idf("zelenskyy") > w.idf("government")
     assert w.idf("qwzvrbnyk") >= w.idf("zelenskyy")
+
+
+def test_an_article_joins_only_stories_among_its_candidates():
+    stored = Story("s-old", vector(1, 0.1), Counter(QUAKE), DAY, DAY, {"x"})
+    elsewhere = Story("s-other", vector(0, 1), Counter(OTHER_QUAKE), DAY, DAY, {"y"})
+    when = DAY + timedelta(hours=3)
+    allowed = assign_stories(
+        [ClusterItem("n", vector(1, 0.1), QUAKE, when, frozenset({"s-old"}))], [stored, elsewhere], weights(QUAKE, OTHER_QUAKE)
+    )
+    assert allowed["n"].story_id == "s-old"
+    stored.members.discard("n")
+    refused = assign_stories(
+        [ClusterItem("m", vector(1, 0.1), QUAKE, when, frozenset({"s-other"}))],
+        [Story("s-old", vector(1, 0.1), Counter(QUAKE), DAY, DAY, {"x"}), elsewhere],
+        weights(QUAKE, OTHER_QUAKE),
+    )
+    assert refused["m"].story_id == "m" and refused["m"].opened
+
+
+def test_a_story_of_the_batch_is_always_a_candidate():
+    items = [
+        ClusterItem("a1", vector(1, 0.1), QUAKE, DAY, frozenset()),
+        ClusterItem("a2", vector(1, 0.11), QUAKE, DAY + timedelta(hours=2), frozenset()),
+    ]
+    result = assign_stories(items, [], weights(QUAKE, QUAKE))
+    assert result["a1"].story_id == result["a2"].story_id == "a1"
+
+
+def test_incremental_story_weights_match_a_fresh_computation():
+    """Members moving in and out during refinement leave the same scores as computing afresh."""
+    rng = np.random.default_rng(0)
+    vocabulary = [f"name{i}" for i in range(30)]
+    items = [
+        ClusterItem(f"a{i}", vector(*rng.random(4)), Counter({t: int(rng.integers(1, 3)) for t in rng.choice(vocabulary, 5)}),
+                    DAY + timedelta(minutes=i))
+        for i in range(40)
+    ]
+    w = weights(*(item.terms for item in items))
+    result = assign_stories(items, [], w, ClusterRules(threshold=0.2, refine_passes=3))
+    again = assign_stories(items, [], w, ClusterRules(threshold=0.2, refine_passes=3))
+    assert result == again
+    from extract.cluster import _Clustering
+
+    state = _Clustering([], w, ClusterRules())
+    for item in items:
+        state.place(item)
+    state.refine(items)
+    for row, story in enumerate(state.stories):
+        if story.members:
+            kept, norm = state._story_term_vector(row)
+            fresh = w.vector(story.term_counts)
+            assert kept.keys() == fresh.keys()
+            assert all(abs(kept[t] - fresh[t]) < 1e-9 for t in fresh)
+            assert abs(norm - np.sqrt(sum(v * v for v in fresh.values()))) < 1e-6
