@@ -35,6 +35,7 @@ class DedupeItem:
     vector: np.ndarray
     terms: Mapping[str, int]
     duplicate_of: str | None = None
+    neighbours: frozenset[str] | None = None  # for new articles: the stored ones worth comparing (None: all)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def find_duplicates(
     Returns:
         A match for each new article that is a duplicate, keyed by its article_id.
     """
-    pool = _Pool([*history, *new], rules)
+    pool = _Pool([*history, *new], rules, len(history))
     offset = len(history)
     for item in history:
         pool.link(item.article_id, item.duplicate_of or item.article_id)
@@ -124,8 +125,9 @@ _KIND_STRENGTH = {"copy": 0, "rewrite": 1}
 class _Pool:
     """Stored and new articles, their similarity matrix, and the duplicate groups found so far."""
 
-    def __init__(self, items: list[DedupeItem], rules: DedupeRules):
+    def __init__(self, items: list[DedupeItem], rules: DedupeRules, offset: int = 0):
         self.items = items
+        self.offset = offset  # where the new articles start
         self.rules = rules
         self.position_of = {item.article_id: i for i, item in enumerate(items)}
         self.vectors = np.stack([item.vector for item in items]) if items else np.zeros((0, 1), np.float32)
@@ -142,28 +144,40 @@ class _Pool:
             self._shingles[position] = shingles(self.items[position].text, self.rules.shingle_size)
         return self._shingles[position]
 
-    def _runner_up(self, similarities: np.ndarray, exclude: set[int]) -> float:
-        for other in np.argsort(-similarities)[: len(exclude) + 1]:
-            if int(other) not in exclude:
+    def _rows(self, position: int) -> np.ndarray:
+        """Pool positions an article is compared with: its stored neighbours (or all stored) and the batch."""
+        neighbours = self.items[position].neighbours
+        if neighbours is None:
+            return np.arange(len(self.items))
+        stored = [self.position_of[a] for a in neighbours if a in self.position_of and self.position_of[a] < self.offset]
+        return np.array(sorted({*stored, *range(self.offset, len(self.items))}), dtype=np.int64)
+
+    @staticmethod
+    def _runner_up(rows: np.ndarray, similarities: np.ndarray, exclude: set[int]) -> float:
+        for other in np.argsort(-similarities, kind="stable")[: len(exclude) + 1]:
+            if int(rows[other]) not in exclude:
                 return float(similarities[other])
         return -1.0
 
-    def _stands_out(self, position: int, candidate: int, similarity: float, similarities: np.ndarray) -> bool:
+    def _stands_out(self, position: int, candidate: int, similarity: float, rows: np.ndarray, similarities: np.ndarray) -> bool:
         exclude = {position, candidate} | self.groups.get(self.root[self.items[candidate].article_id], set())
-        candidate_similarities = self.vectors @ self.items[candidate].vector
-        runner_up = max(self._runner_up(similarities, exclude), self._runner_up(candidate_similarities, exclude))
+        candidate_similarities = self.vectors[rows] @ self.items[candidate].vector
+        runner_up = max(
+            self._runner_up(rows, similarities, exclude), self._runner_up(rows, candidate_similarities, exclude)
+        )
         return similarity - runner_up >= self.rules.rewrite_margin
 
     def near_duplicate(self, position: int) -> DuplicateMatch | None:
         rules = self.rules
         item = self.items[position]
-        # Every article in the pool counts as a rival for the margin, even later ones in the batch.
-        similarities = self.vectors @ item.vector
-        earlier = similarities[:position]
+        # Every article compared counts as a rival for the margin, even later ones in the batch.
+        rows = self._rows(position)
+        similarities = self.vectors[rows] @ item.vector
+        earlier = np.flatnonzero(rows < position)
         found: list[DuplicateMatch] = []
-        for candidate in np.argsort(-earlier)[: rules.candidates]:
-            candidate = int(candidate)
-            similarity = float(earlier[candidate])
+        for at in earlier[np.argsort(-similarities[earlier], kind="stable")][: rules.candidates]:
+            candidate = int(rows[at])
+            similarity = float(similarities[at])
             if similarity < rules.candidate_similarity:
                 break
             other = self.items[candidate]
@@ -174,10 +188,10 @@ class _Pool:
             elif (
                 similarity >= rules.rewrite_similarity
                 and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap
-                and self._stands_out(position, candidate, similarity, similarities)
+                and self._stands_out(position, candidate, similarity, rows, similarities)
             ):
                 found.append(DuplicateMatch(original, "rewrite", similarity))
         if not found:
             return None
         # Copy evidence beats a paraphrase verdict; among equals the earliest original wins.
-        return min(found, key=lambda match: (_KIND_STRENGTH[match.kind], self.position_of[match.original_id]))
+        return min(found, key=lambda match: (_KIND_STRENGTH[match.kind], self.position_of.get(match.original_id, -1)))

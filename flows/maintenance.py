@@ -20,6 +20,7 @@ from warehouse.exports import export_articles
 from warehouse.feeds import attention_reasons, list_feeds
 from warehouse.load import EmbeddingRow
 from warehouse.pages import Extraction, stored_pages, update_extractions
+from warehouse.vector_index import discard_indexes
 from warehouse.queries import stored_embeddings
 from warehouse.runs import last_completed_run
 
@@ -88,6 +89,8 @@ def reextract_pages(db: Path, settings: Settings, *, everything: bool = False, c
         new_embeddings += len(embeddings)
         with open_warehouse(db) as connection:
             update_extractions(connection, extractions, embeddings)
+        if changed:  # changed texts mean changed vectors: the index is rebuilt from DuckDB when next needed
+            discard_indexes(db)
         logger.info("re-extracted %d pages so far", pages)
     return ReextractSummary(pages, changed, unchanged, failed, new_embeddings)
 

@@ -25,7 +25,10 @@ from extract.terms import TermWeights, extract_terms
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, PageRow, load_batch
-from warehouse.queries import StoredArticle, recent_articles, stored_embeddings, stored_urls, term_statistics
+from warehouse.queries import (
+    stored_embeddings, stored_urls, stored_vectors, story_history, term_statistics,
+)
+from warehouse.vector_index import VectorIndex
 
 if TYPE_CHECKING:
     from flows.polling import FetchedArticle
@@ -162,24 +165,28 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
     batch_terms = Counter()
     for item in prepared:
         batch_terms.update(item.terms.keys())
+    model_key = embedding_model_key(settings)
     with open_warehouse(db) as connection:
-        history = recent_articles(
+        near = nearest_stored(connection, db, np.stack([item.vector for item in prepared]), settings)
+        history = story_history(
             connection,
-            embedding_model_key(settings),
+            model_key,
             since,
+            sorted(set().union(*near)),
             [item.canonical_url for item in prepared],
             [item.text_hash for item in prepared],
         )
         document_counts, total = term_statistics(connection, list(batch_terms))
     # Articles embedded with another model still count for URL and text matches, not for similarity.
     dimension = len(prepared[0].vector)
-    for stored in history:
+    for stored in history.articles:
         if stored.vector is None:
             stored.vector = np.zeros(dimension, dtype=np.float32)
 
     duplicates = find_duplicates(
-        [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms) for p in prepared],
-        [DedupeItem(h.article_id, h.canonical_url, h.text_hash, h.text, h.vector, h.terms, h.duplicate_of) for h in history],
+        [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms, None, frozenset(hits))
+         for p, hits in zip(prepared, near)],
+        [DedupeItem(h.article_id, h.canonical_url, h.text_hash, h.text, h.vector, h.terms, h.duplicate_of) for h in history.articles],
         DedupeRules(
             copy_jaccard=settings.copy_jaccard,
             rewrite_similarity=settings.rewrite_similarity,
@@ -188,7 +195,10 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
         ),
     )
 
-    stories = _story_states(history)
+    stories = [
+        Story(s.story_id, s.vector_sum.astype(np.float64), Counter(s.term_counts), s.first_event_time, s.last_event_time, set(s.member_ids))
+        for s in history.stories
+    ]
     originals = [p for p in prepared if p.article_id not in duplicates]
     # The batch's own originals count towards document frequencies: a new name is rare, not unseen.
     for item in originals:
@@ -197,8 +207,18 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
     weights = TermWeights(
         document_counts, total + len(originals), settings.term_prior_documents, settings.term_language
     )
+    # Each article may join the stories of its nearest stored articles (or the batch's own).
+    story_of = {h.article_id: h.story_id for h in history.articles}
+    for h in history.articles:  # a duplicate's original is in its story, even when not read itself
+        if h.duplicate_of:
+            story_of.setdefault(h.duplicate_of, h.story_id)
+    near_of = {p.article_id: hits for p, hits in zip(prepared, near)}
     assignments = assign_stories(
-        [ClusterItem(p.article_id, p.vector, p.terms, p.event_time) for p in originals],
+        [
+            ClusterItem(p.article_id, p.vector, p.terms, p.event_time,
+                        frozenset(story_of[a] for a in near_of[p.article_id] if a in story_of))
+            for p in originals
+        ],
         stories,
         weights,
         ClusterRules(
@@ -210,28 +230,35 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
         ),
     )
     # A duplicate belongs to its original's story.
-    story_of = {h.article_id: h.story_id for h in history}
     story_of.update({article_id: a.story_id for article_id, a in assignments.items()})
     for article_id, match in duplicates.items():
         assignments[article_id] = StoryAssignment(story_of[match.original_id], match.similarity, False)
     return Verdicts(duplicates, assignments)
 
 
-def _story_states(history: list[StoredArticle]) -> list[Story]:
-    """Clustering state of the stored stories, summed over their original members."""
-    stories: dict[str, Story] = {}
-    for stored in history:
-        if stored.duplicate_of is not None or not stored.vector.any():
-            continue
-        story = stories.get(stored.story_id)
-        if story is None:
-            story = stories[stored.story_id] = Story(stored.story_id, np.zeros_like(stored.vector))
-        story.vector_sum = story.vector_sum + stored.vector
-        story.term_counts.update(stored.terms)
-        story.members.add(stored.article_id)
-        story.first_published_at = min(filter(None, (story.first_published_at, stored.event_time)))
-        story.last_published_at = max(filter(None, (story.last_published_at, stored.event_time)))
-    return list(stories.values())
+def nearest_stored(connection, db: Path, vectors: np.ndarray, settings: Settings) -> list[set[str]]:
+    """For each vector, the stored articles nearest to it and the rivals of those it nearly repeats.
+
+    The vector index beside the warehouse is brought up to date first (and saved if it changed).
+    A rewrite must stand out from every other article close to either side of the pair, so the
+    stored articles a new one is nearly identical to bring their own neighbours along.
+    """
+    index = VectorIndex(db, embedding_model_key(settings), vectors.shape[1], exact_limit=settings.vector_index_exact_limit)
+    index.sync(connection)
+    if index.changed:
+        index.save()
+    found = index.search(vectors, settings.history_neighbours)
+    near = [set(hits) for hits in found]
+    floor = settings.rewrite_similarity - 0.05
+    close = sorted({article_id for hits in found for article_id, similarity in hits.items() if similarity >= floor})
+    if close:
+        exact = stored_vectors(connection, embedding_model_key(settings), close)
+        if exact:
+            rivals = dict(zip(exact, index.search(np.stack(list(exact.values())), settings.history_neighbours)))
+            for hits in near:
+                for article_id in [a for a in hits if a in rivals]:
+                    hits.update(rivals[article_id])
+    return near
 
 
 def build_load_batch(

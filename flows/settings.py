@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     story_window_days: float = Field(7.0, gt=0, description="A story takes new articles published within this many days of its own.")
     story_merge_threshold: float = Field(0.5, ge=0, le=1, description="Minimum story-to-story similarity to fold a story opened by this run into another.")
     story_refine_passes: int = Field(2, ge=0, description="Passes that re-place a batch's new articles against the updated stories.")
+    history_neighbours: int = Field(20, ge=1, le=1000, description="Stored articles nearest to each new one that dedupe and clustering consider, with their whole stories.")
+    vector_index_exact_limit: int = Field(50_000, ge=0, description="Up to this many stored vectors the index beside the warehouse searches exactly; beyond, an HNSW graph.")
     term_prior_documents: int = Field(1000, ge=0, description="Weight, in pseudo-articles, of the general-language word frequencies in term weights.")
     term_language: str = Field("en", description="Language of the general word-frequency prior (wordfreq code).")
     copy_jaccard: float = Field(0.5, ge=0, le=1, description="Word 5-shingle Jaccard from which two articles are copies.")

@@ -58,46 +58,157 @@ class StoredArticle:
     terms: dict[str, int]
 
 
-def recent_articles(
+@dataclass
+class StoredStory:
+    """A stored story as clustering sees it: sums over its original members."""
+
+    story_id: str
+    vector_sum: np.ndarray
+    term_counts: dict[str, int]
+    first_event_time: datetime | None
+    last_event_time: datetime | None
+    member_ids: list[str]
+
+
+@dataclass
+class StoredHistory:
+    """What dedupe and clustering compare a batch with."""
+
+    articles: list[StoredArticle]
+    stories: list[StoredStory]
+
+
+_CANDIDATES = """
+    WITH neighbours AS (SELECT unnest(?::VARCHAR[]) AS article_id),
+    matched AS (
+        SELECT article_id, story_id,
+               article_id IN (SELECT article_id FROM neighbours) AS neighbour,
+               canonical_url IN (SELECT unnest(?::VARCHAR[])) OR text_hash IN (SELECT unnest(?::VARCHAR[])) AS exact
+        FROM articles
+        WHERE article_id IN (SELECT article_id FROM neighbours)
+           OR canonical_url IN (SELECT unnest(?::VARCHAR[]))
+           OR text_hash IN (SELECT unnest(?::VARCHAR[]))
+    ),
+    active AS (
+        SELECT story_id FROM articles
+        WHERE story_id IN (SELECT story_id FROM matched WHERE neighbour)
+        GROUP BY story_id
+        HAVING ?::TIMESTAMPTZ IS NULL OR max(coalesce(published_at, ingested_at)) >= ?::TIMESTAMPTZ
+    ),
+    chosen AS (
+        SELECT article_id, story_id, duplicate_of, canonical_url, text_hash, text, ingested_at,
+               coalesce(published_at, ingested_at) AS event_time,
+               article_id IN (SELECT article_id FROM matched WHERE exact)
+                 OR (article_id IN (SELECT article_id FROM matched) AND story_id IN (SELECT story_id FROM active)) AS candidate,
+               story_id IN (SELECT story_id FROM active) AS member
+        FROM articles
+        WHERE story_id IN (SELECT story_id FROM active)
+           OR article_id IN (SELECT article_id FROM matched WHERE exact)
+    )
+"""
+
+
+def story_history(
     connection: duckdb.DuckDBPyConnection,
     model: str,
     since: datetime | None,
+    neighbour_ids: list[str],
     canonical_urls: list[str],
     text_hashes: list[str],
-) -> list[StoredArticle]:
-    """Members of the stories active since `since` (all if None), plus exact URL or text matches.
+) -> StoredHistory:
+    """What a batch is compared with, read for the batch's candidates only.
+
+    - articles: the stored articles nearest to the batch (`neighbour_ids`) whose story was active
+      since `since` (all if None), and those with one of the batch's canonical URLs or text
+      hashes however old; with text, vector and terms. Only they can be duplicates.
+    - stories: every story holding one of those neighbours and active since `since`, with the
+      vector sum, term counts and time span of its original members.
 
     An article's event time is its publish time, else when it was ingested. Oldest first.
+    Vectors come through Arrow, never as Python floats.
     """
-    rows = run(connection, 
-        """
-        WITH active AS (
-            SELECT story_id FROM articles GROUP BY story_id
-            HAVING ?::TIMESTAMPTZ IS NULL OR max(coalesce(published_at, ingested_at)) >= ?::TIMESTAMPTZ
-        ),
-        article_term_lists AS (
-            SELECT article_id, list(term) AS terms, list(count) AS counts FROM article_terms GROUP BY article_id
-        )
-        SELECT a.article_id, a.story_id, a.duplicate_of, a.canonical_url, a.text_hash, a.text, e.vector,
-               coalesce(a.published_at, a.ingested_at) AS event_time, t.terms, t.counts
-        FROM articles a
-        LEFT JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
-        LEFT JOIN article_term_lists t ON t.article_id = a.article_id
-        WHERE a.story_id IN (SELECT story_id FROM active)
-           OR a.canonical_url IN (SELECT unnest(?))
-           OR a.text_hash IN (SELECT unnest(?))
-        ORDER BY event_time, a.ingested_at, a.article_id
+    parameters = [neighbour_ids, canonical_urls, text_hashes, canonical_urls, text_hashes, since, since]
+    table = connection.sql(
+        _CANDIDATES + """
+        SELECT c.article_id, c.story_id, c.duplicate_of, c.canonical_url, c.text_hash,
+               CASE WHEN c.candidate THEN c.text ELSE '' END AS text, c.event_time, c.candidate, c.member,
+               e.vector
+        FROM chosen c LEFT JOIN embeddings e ON e.text_hash = c.text_hash AND e.model = ?
+        WHERE c.candidate OR (c.member AND c.duplicate_of IS NULL)
+        ORDER BY c.event_time, c.ingested_at, c.article_id
         """,
-        [since, since, model, canonical_urls, text_hashes],
+        params=[*parameters, model],
+    ).to_arrow_table()
+    columns = {name: table.column(name).to_pylist() for name in table.column_names if name != "vector"}
+    vectors, has_vector = _vectors(table.column("vector"))
+    term_rows = run(connection,
+        _CANDIDATES + """
+        SELECT c.article_id, list(t.term), list(t.count) FROM chosen c JOIN article_terms t ON t.article_id = c.article_id
+        WHERE c.candidate GROUP BY c.article_id
+        """,
+        parameters,
     )
-    return [
-        StoredArticle(
-            article_id, story_id, duplicate_of, canonical_url, text_hash, text,
-            None if vector is None else np.asarray(vector, dtype=np.float32),
-            event_time, dict(zip(terms or [], counts or [])),
-        )
-        for article_id, story_id, duplicate_of, canonical_url, text_hash, text, vector, event_time, terms, counts in rows
-    ]
+    terms_of = {article_id: dict(zip(terms, counts)) for article_id, terms, counts in term_rows}
+    story_term_rows = run(connection,
+        _CANDIDATES + """
+        SELECT story_id, list(term), list(total) FROM (
+            SELECT c.story_id, t.term, sum(t.count)::INTEGER AS total
+            FROM chosen c JOIN article_terms t ON t.article_id = c.article_id
+            WHERE c.member AND c.duplicate_of IS NULL
+            GROUP BY c.story_id, t.term
+        ) GROUP BY story_id
+        """,
+        parameters,
+    )
+    story_terms = {story_id: dict(zip(terms, totals)) for story_id, terms, totals in story_term_rows}
+
+    articles, members = [], {}
+    for row, article_id in enumerate(columns["article_id"]):
+        if columns["candidate"][row]:
+            articles.append(StoredArticle(
+                article_id, columns["story_id"][row], columns["duplicate_of"][row], columns["canonical_url"][row],
+                columns["text_hash"][row], columns["text"][row], vectors[row] if has_vector[row] else None,
+                columns["event_time"][row], terms_of.get(article_id, {}),
+            ))
+        if columns["member"][row] and columns["duplicate_of"][row] is None and has_vector[row]:
+            members.setdefault(columns["story_id"][row], []).append(row)
+    stories = []
+    for story_id, rows in members.items():
+        times = [columns["event_time"][row] for row in rows]
+        stories.append(StoredStory(
+            story_id, vectors[rows].sum(axis=0), story_terms.get(story_id, {}), min(times), max(times),
+            [columns["article_id"][row] for row in rows],
+        ))
+    return StoredHistory(articles, stories)
+
+
+def _vectors(column) -> tuple[np.ndarray, np.ndarray]:
+    """A list<float> Arrow column as a 2-D float32 array (zeros where null) and a validity mask."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32()))
+    valid = np.asarray(pc.is_valid(column)) if len(column) else np.zeros(0, bool)
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(column), 0)) if len(column) else np.zeros(0, np.int64)
+    dimensions = int(lengths.max()) if len(lengths) else 0
+    vectors = np.zeros((len(column), dimensions), dtype=np.float32)
+    full = valid & (lengths == dimensions)
+    if full.any():
+        vectors[full] = np.asarray(column.filter(pa.array(full)).flatten(), dtype=np.float32).reshape(-1, dimensions)
+    return vectors, full
+
+
+def stored_vectors(connection: duckdb.DuckDBPyConnection, model: str, article_ids: list[str]) -> dict[str, np.ndarray]:
+    """The exact stored vectors of these articles under one embedding model."""
+    rows = run(connection,
+        """
+        SELECT a.article_id, e.vector FROM articles a
+        JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
+        WHERE a.article_id IN (SELECT unnest(?::VARCHAR[]))
+        """,
+        [model, article_ids],
+    )
+    return {article_id: np.asarray(vector, dtype=np.float32) for article_id, vector in rows}
 
 
 # Who published an article: the page's site name, else its feed's name, else the web host, else
