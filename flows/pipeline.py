@@ -243,7 +243,10 @@ def nearest_stored(connection, db: Path, vectors: np.ndarray, settings: Settings
     A rewrite must stand out from every other article close to either side of the pair, so the
     stored articles a new one is nearly identical to bring their own neighbours along.
     """
-    index = VectorIndex(db, embedding_model_key(settings), vectors.shape[1], exact_limit=settings.vector_index_exact_limit)
+    index = VectorIndex(
+        db, embedding_model_key(settings), vectors.shape[1],
+        exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
+    )
     index.sync(connection)
     if index.changed:
         index.save()

@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from warehouse.connection import DEFAULT_MEMORY_LIMIT, set_memory_limit
 
 
 class Settings(BaseSettings):
@@ -27,6 +29,8 @@ class Settings(BaseSettings):
     story_refine_passes: int = Field(2, ge=0, description="Passes that re-place a batch's new articles against the updated stories.")
     history_neighbours: int = Field(20, ge=1, le=1000, description="Stored articles nearest to each new one that dedupe and clustering consider, with their whole stories.")
     vector_index_exact_limit: int = Field(50_000, ge=0, description="Up to this many stored vectors the index beside the warehouse searches exactly; beyond, an HNSW graph.")
+    vector_index_search_depth: int = Field(512, ge=16, le=4096, description="Candidates the HNSW graph explores per search (efSearch): deeper finds more near-copies and costs more.")
+    duckdb_memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, pattern=r"^(\d+(\.\d+)?\s*[KMGT]i?B)?$", description="Memory DuckDB may use per connection (e.g. `512MB`, `2GB`; empty: DuckDB's default of 80% of RAM).")
     term_prior_documents: int = Field(1000, ge=0, description="Weight, in pseudo-articles, of the general-language word frequencies in term weights.")
     term_language: str = Field("en", description="Language of the general word-frequency prior (wordfreq code).")
     copy_jaccard: float = Field(0.5, ge=0, le=1, description="Word 5-shingle Jaccard from which two articles are copies.")
@@ -59,6 +63,11 @@ class Settings(BaseSettings):
     dask_chunk_size: int = Field(32, ge=1, description="Pages or texts per extraction or embedding task sent to Dask.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
     embed_backend: str = Field("torch", pattern=r"^(torch|openvino|openvino-int8)$", description="Embedding runtime: `torch`, `openvino` (same vectors, faster) or `openvino-int8` (fastest, cosine ≥ 0.99 to torch); needs the `openvino` extra, else torch.")
+
+    @model_validator(mode="after")
+    def _apply_memory_limit(self) -> "Settings":
+        set_memory_limit(self.duckdb_memory_limit)
+        return self
 
 
 def load_settings(**overrides) -> Settings:

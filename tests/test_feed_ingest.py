@@ -225,6 +225,7 @@ def test_feed_text_only_and_a_feed_list_file(tmp_path, http_server):
 
 def test_reextract_rebuilds_texts_from_stored_pages(tmp_path, http_server):
     from flows.maintenance import reextract_pages
+    from warehouse.vector_index import index_folder
 
     serve(http_server)
     db = tmp_path / "nw.duckdb"
@@ -242,8 +243,10 @@ def test_reextract_rebuilds_texts_from_stored_pages(tmp_path, http_server):
         connection.execute("UPDATE articles SET text = 'stale', text_hash = 'stale', extracted_with = 'trafilatura 0.1'"
                            " WHERE article_id = ?", [damaged])
     seen = len(http_server.paths_seen())
+    assert index_folder(db).exists()
     summary = reextract_pages(db, settings)
     assert (summary.pages, summary.changed, summary.failed) == (1, 1, 0)
+    assert not index_folder(db).exists()  # changed texts: the vector index is rebuilt when next needed
     assert http_server.paths_seen()[seen:] == []  # nothing refetched
     assert query(db, "SELECT article_id, text, text_hash, extracted_with FROM articles WHERE text_source = 'page' ORDER BY 1") == before
     assert query(db, "SELECT term, document_count FROM terms ORDER BY term") == terms_before

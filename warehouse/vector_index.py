@@ -76,12 +76,16 @@ def article_ids_of(keys: np.ndarray) -> list[str]:
 class VectorIndex:
     """Stored article vectors of one embedding model, searchable by cosine similarity."""
 
-    def __init__(self, db: Path, model: str, dimensions: int, exact_limit: int = 50_000, neighbours_per_node: int = 32):
+    def __init__(
+        self, db: Path, model: str, dimensions: int, exact_limit: int = 50_000, neighbours_per_node: int = 32,
+        search_depth: int = 512,
+    ):
         self.db = Path(db)
         self.model = model
         self.dimensions = dimensions
         self.exact_limit = exact_limit
         self.neighbours_per_node = neighbours_per_node
+        self.search_depth = search_depth
         name = sha256(model.encode("utf-8")).hexdigest()[:12]
         self.path = index_folder(self.db) / f"{name}.faiss"
         self.state_path = index_folder(self.db) / f"{name}.json"
@@ -139,6 +143,7 @@ class VectorIndex:
             if state.articles + newer == count:
                 added = self._add_rows(connection, "WHERE a.ingested_at > ?", [since])
                 state.articles, state.through = count, latest
+                self.changed = True
                 if state.kind == "exact" and state.vectors > self.exact_limit:
                     self._to_graph()
                 return added
@@ -161,6 +166,7 @@ class VectorIndex:
             self._train(connection)
         added = self._add_rows(connection, "", [])
         self.state.articles, self.state.through = count, latest
+        self.changed = True
         logger.info("built a %s vector index of %d articles", kind, added)
         return added
 
@@ -174,7 +180,6 @@ class VectorIndex:
             # Measured on 100k clustered vectors: M=16 found an article's own vector in its top 20
             # only 93-98% of the time; M=32 with efConstruction 80 found it always.
             inner.hnsw.efConstruction = 80
-            inner.hnsw.efSearch = 96
         return faiss.IndexIDMap2(inner)
 
     def _train(self, connection: duckdb.DuckDBPyConnection) -> None:
@@ -233,6 +238,8 @@ class VectorIndex:
         """The `k` stored articles nearest to each vector: article_id → approximate cosine."""
         if not len(self) or not len(vectors):
             return [{} for _ in range(len(vectors))]
+        if self.state.kind == "graph":
+            faiss.downcast_index(self.index.index).hnsw.efSearch = max(self.search_depth, k)
         similarities, keys = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self)))
         results = []
         for row_keys, row_similarities in zip(keys, similarities):
