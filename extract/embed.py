@@ -294,7 +294,8 @@ class Embedder:
 
     Every chunk holds whole sentences and at most `chunk_tokens` word pieces, so a long article
     is read to its end instead of being cut at the model's limit; a sentence longer than a chunk
-    is split by the tokenizer's own windowing.
+    is split by the tokenizer's own windowing. `max_chunks` trades that for speed: only the first
+    chunks are embedded.
 
     `backend` "openvino" or "openvino-int8" runs an OpenVINO export of the model (see
     `load_openvino`); when that cannot be installed, imported or exported, a warning is logged and
@@ -307,6 +308,7 @@ class Embedder:
     threads: int | None = None
     backend: str = "torch"
     export_dir: Path | None = None
+    max_chunks: int = 0  # embed only an article's first chunks (0: all of it)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -374,7 +376,8 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32), []
         chunk_texts, weights, owners = [], [], []
         for index, text in enumerate(texts):
-            for chunk_text, tokens in self.chunk(text):
+            chunks = self.chunk(text)
+            for chunk_text, tokens in chunks[: self.max_chunks] if self.max_chunks else chunks:
                 chunk_texts.append(chunk_text)
                 weights.append(tokens)
                 owners.append(index)

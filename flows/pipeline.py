@@ -72,18 +72,29 @@ def canonical_url(url: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _embedder(model: str, chunk_tokens: int, batch_size: int, threads: int, backend: str = "torch") -> Embedder:
-    return Embedder(model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None, backend=backend)
+def _embedder(
+    model: str, chunk_tokens: int, batch_size: int, threads: int, backend: str = "torch", max_chunks: int = 0
+) -> Embedder:
+    return Embedder(
+        model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None, backend=backend,
+        max_chunks=max_chunks,
+    )
 
 
 def get_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (the model loads once per process)."""
-    return _embedder(settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend)
+    return _embedder(
+        settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend,
+        settings.embed_max_chunks,
+    )
 
 
 def embedding_model_key(settings: Settings) -> str:
     """What stored vectors are keyed by: the model and how articles were chunked for it."""
-    return f"{settings.model}@{settings.chunk_tokens}" + ("" if settings.embed_backend == "torch" else f"+{settings.embed_backend}")
+    key = f"{settings.model}@{settings.chunk_tokens}"
+    if settings.embed_max_chunks:
+        key += f"x{settings.embed_max_chunks}"
+    return key + ("" if settings.embed_backend == "torch" else f"+{settings.embed_backend}")
 
 
 def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -> tuple[list[PreparedArticle], int]:

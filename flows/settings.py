@@ -20,6 +20,7 @@ class Settings(BaseSettings):
         description="Sentence-transformers model name or local path; the default is the bundled MiniLM.",
     )
     chunk_tokens: int = Field(128, ge=16, le=512, description="Word pieces per embedded chunk; articles are embedded whole, chunk by chunk.")
+    embed_max_chunks: int = Field(0, ge=0, description="Embed only the first this many chunks of an article (0: the whole article); faster on long articles, and part of the vectors' model key.")
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
     embed_threads: int = Field(0, ge=0, description="Torch threads for embedding (0: torch's default).")
     story_threshold: float = Field(0.3, ge=0, le=1, description="Minimum article-to-story similarity to join a story rather than open one.")

@@ -221,3 +221,22 @@ def test_openvino_sends_no_usage_statistics(monkeypatch, tmp_path):
     assert Telemetry().consent is False
     assert sent == []
     assert not (tmp_path / "home" / "intel").exists()
+
+
+def test_max_chunks_embeds_only_an_articles_first_chunks(embedder, seed_texts):
+    text = seed_texts[0]
+    chunks = embedder.chunk(text)
+    assert len(chunks) > 1
+    capped = Embedder(max_chunks=1)
+    capped._model = embedder._model  # the same loaded model
+    vectors, counts = capped.embed([text])
+    assert counts == [1]
+    first_alone, _ = embedder.embed([chunks[0][0]])
+    assert float(vectors[0] @ first_alone[0]) > 0.999
+    whole, _ = embedder.embed([text])
+    assert float(vectors[0] @ whole[0]) < 0.99  # the rest of the article is not read
+
+
+def test_capped_vectors_are_stored_apart():
+    assert embedding_model_key(Settings(embed_max_chunks=4)) == "all-MiniLM-L6-v2@128x4"
+    assert embedding_model_key(Settings(embed_max_chunks=4, embed_backend="openvino")) == "all-MiniLM-L6-v2@128x4+openvino"
