@@ -1,8 +1,10 @@
 """Turn raw article text or HTML into a clean `Article`: normalise, strip boilerplate, find a title."""
 
+import functools
 import hashlib
 import logging
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -32,6 +34,16 @@ _LINE_BREAKS = re.compile(r"\r\n?|[\v\f\x85\u2028\u2029]")
 _INLINE_SPACE = re.compile(r"[^\S\n]+")
 
 
+@functools.cache
+def _invisible_characters() -> re.Pattern:
+    """Control (Cc) and format (Cf: zero-width, bidi) characters other than newline and tab.
+
+    Built once from the running Python's Unicode tables (about 0.2 s), then matched in C.
+    """
+    codes = (chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Cc", "Cf"))
+    return re.compile("[" + "".join(re.escape(c) for c in codes if c not in "\n\t") + "]")
+
+
 def normalize_text(text: str) -> str:
     """Normalise Unicode and whitespace so equal texts compare equal.
 
@@ -44,7 +56,7 @@ def normalize_text(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", _LINE_BREAKS.sub("\n", text))
     # Cc covers control characters, Cf the zero-width and bidi marks that scrapers leave behind.
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf"))
+    text = _invisible_characters().sub("", text)
     lines = [_INLINE_SPACE.sub(" ", line).strip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
