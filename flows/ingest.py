@@ -14,7 +14,9 @@ from extract.fixtures import SkippedFile, read_fixture_dir
 from extract.fetch import FetchPolicy
 from flows import pipeline
 from flows.history import RunSummary, recorded_run
-from flows.polling import FetchedArticle, FetchedPage, PollResult, extract_articles, poll
+from flows.polling import (
+    FetchedArticle, FetchedPage, PollResult, extract_articles, extraction_pool, extraction_workers, poll,
+)
 from flows.runners import chunk_runner, chunked
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
@@ -46,7 +48,11 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 
 @task(name="poll-feeds", cache_policy=NO_CACHE)
 def poll_feeds(db: Path, settings: Settings) -> PollResult:
-    """Poll the due feeds and fetch their new entries' pages; failures become rows, not errors."""
+    """Poll the due feeds and fetch their new entries' pages; failures become rows, not errors.
+
+    With the local task runner, pages are extracted in worker processes as they arrive
+    (`PollResult.articles`); with Dask, extraction is left to chunk tasks on the cluster.
+    """
     with open_warehouse(db) as connection:
         feeds = due_feeds(connection, datetime.now(UTC))
 
@@ -55,15 +61,20 @@ def poll_feeds(db: Path, settings: Settings) -> PollResult:
             return stored_urls(connection, urls)
 
     interval = timedelta(minutes=settings.poll_interval_minutes)
-    if not sys.stderr.isatty():
-        return asyncio.run(poll(feeds, fetch_policy(settings), interval, is_stored, fetch_pages=settings.fetch_pages))
-    # On a terminal, show how far polling and page fetching have got; logs are enough elsewhere.
-    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True) as progress:
-        bars = {"feeds": progress.add_task("feeds", total=len(feeds)), "pages": progress.add_task("pages", total=None)}
-        return asyncio.run(poll(
-            feeds, fetch_policy(settings), interval, is_stored,
-            lambda stage, count: progress.advance(bars[stage], count), fetch_pages=settings.fetch_pages,
-        ))
+    workers = 1 if settings.task_runner == "dask" else extraction_workers(settings.extract_workers)
+    with extraction_pool(workers) as extractor:
+        if not sys.stderr.isatty():
+            return asyncio.run(poll(
+                feeds, fetch_policy(settings), interval, is_stored, fetch_pages=settings.fetch_pages, extractor=extractor,
+            ))
+        # On a terminal, show how far polling and page fetching have got; logs are enough elsewhere.
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True) as progress:
+            bars = {"feeds": progress.add_task("feeds", total=len(feeds)), "pages": progress.add_task("pages", total=None)}
+            return asyncio.run(poll(
+                feeds, fetch_policy(settings), interval, is_stored,
+                lambda stage, count: progress.advance(bars[stage], count), fetch_pages=settings.fetch_pages,
+                extractor=extractor,
+            ))
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
@@ -167,8 +178,11 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
                 get_run_logger().error("feed list not read: %s", error)
         polled = poll_feeds(db, settings)
         with chunk_runner(settings) as run_chunks:
-            extracted = run_chunks(extract, [{"pages": chunk} for chunk in _chunks(polled.pages, settings)])
-            articles = [item for chunk in extracted for item in chunk]
+            if polled.articles is not None:  # extracted while the pages were fetched
+                articles = polled.articles
+            else:
+                extracted = run_chunks(extract, [{"pages": chunk} for chunk in _chunks(polled.pages, settings)])
+                articles = [item for chunk in extracted for item in chunk]
             fetched = {item.article.url: item for item in articles}
             return _process(
                 [item.article for item in articles], db, settings, ingested_at, "feeds", run_chunks,

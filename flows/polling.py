@@ -6,8 +6,13 @@ rows (per feed and per article), never exceptions, so one bad feed cannot stop a
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -48,9 +53,10 @@ class FetchedPage:
 
 @dataclass
 class PollResult:
-    """What polling the due feeds gave: new entries with their pages, not yet extracted."""
+    """What polling the due feeds gave: new entries with their pages, and their articles when extracted."""
 
     pages: list[FetchedPage] = field(default_factory=list)
+    articles: list[FetchedArticle] | None = None  # set when pages were extracted while fetching
     outcomes: list[FeedOutcome] = field(default_factory=list)
     failures: list[FetchFailure] = field(default_factory=list)
     feeds_polled: int = 0
@@ -64,8 +70,14 @@ async def poll(
     is_stored: Callable[[list[str]], set[str]],
     progress: Callable[[str, int], None] = lambda stage, count: None,
     fetch_pages: bool = True,
+    extractor: Executor | None = None,
+    min_pool_pages: int = 16,
 ) -> PollResult:
     """Poll feeds, then fetch the pages of entries not stored yet.
+
+    With an `extractor` (see `extraction_pool`) and at least `min_pool_pages` new entries, each
+    page is extracted there as soon as it arrives, so extraction overlaps fetching and uses
+    every core; `PollResult.articles` then holds the articles and `pages` is left empty.
 
     Args:
         feeds: Due feeds.
@@ -104,17 +116,60 @@ async def poll(
             result.outcomes.append(FeedOutcome(
                 feed.feed_id, now, response.status, error, response.etag, response.last_modified, next_due, len(fresh),
             ))
-        if fetch_pages:
+        if not fetch_pages:
+            pages = [None] * len(entries)
+        elif extractor is not None and len(entries) >= min_pool_pages:
+            extracted = await asyncio.gather(*(
+                _fetch_and_extract(fetcher, extractor, entry, feed_id, progress) for entry, feed_id in entries.values()
+            ))
+            pages = [page for page, _ in extracted]
+            result.articles = [article for _, article in extracted if article is not None]
+        else:
             pages = await asyncio.gather(*(
                 _fetch_page(fetcher, entry, progress) for entry, _ in entries.values()
             ))
-        else:
-            pages = [None] * len(entries)
     for (entry, feed_id), page in zip(entries.values(), pages):
         if page is not None and page.error:
             result.failures.append(FetchFailure(entry.url, feed_id, page.status, page.error, datetime.now(UTC)))
-        result.pages.append(FetchedPage(entry, feed_id, page))
+        if result.articles is None:  # extracted pages are not kept: their articles hold what is needed
+            result.pages.append(FetchedPage(entry, feed_id, page))
     return result
+
+
+def extraction_workers(requested: int) -> int:
+    """Worker processes for extraction: `requested`, or one per usable CPU core when 0."""
+    return requested or len(os.sched_getaffinity(0))
+
+
+@contextmanager
+def extraction_pool(workers: int) -> Iterator[Executor | None]:
+    """Worker processes that extract pages (None for one worker: extraction stays in this process).
+
+    The workers are started fresh ("spawn": the caller may hold threads, e.g. torch's or
+    Prefect's, that must not be forked) and only when the first page is sent to them.
+    """
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def _fetch_and_extract(
+    fetcher: Fetcher, extractor: Executor, entry: FeedEntry, feed_id: str, progress
+) -> tuple[FetchResult, FetchedArticle | None]:
+    page = await _fetch_page(fetcher, entry, progress)
+    if not (page.ok and page.body):  # nothing to parse: the feed's own text, at once
+        return page, _article(entry, feed_id, page)
+    try:
+        article = await asyncio.get_running_loop().run_in_executor(extractor, _article, entry, feed_id, page)
+    except BrokenProcessPool:  # a worker died (e.g. killed for memory): extract here instead
+        logger.warning("extraction worker lost; extracting %s in the flow's process", entry.url)
+        article = _article(entry, feed_id, page)
+    return page, article
 
 
 def extract_articles(pages: list[FetchedPage]) -> list[FetchedArticle]:

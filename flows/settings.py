@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     allow_private_networks: bool = Field(False, description="Allow feeds and pages on loopback or private addresses (off: refused as SSRF).")
     silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
     fetch_pages: bool = Field(True, description="Fetch each new entry's page; off: keep the feed's own text (summary or full content).")
+    extract_workers: int = Field(0, ge=0, description="Processes extracting pages as they arrive (0: one per CPU core; 1: in the flow's process, after fetching). Runs of fewer than 16 new pages extract in the flow's process.")
     feeds_file: Path | None = Field(None, description="OPML file whose feeds are added (when missing) before every feed run.")
     serve_interval_seconds: float = Field(900.0, gt=0, description="Seconds between scheduled feed runs of `newswatch serve` (unless a cron is set).")
     serve_cron: str | None = Field(None, description="Cron expression for scheduled feed runs instead of the interval, e.g. `*/10 * * * *`.")
