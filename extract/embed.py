@@ -2,6 +2,7 @@
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import re
@@ -19,8 +20,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
-# "torch" runs the model as it ships; the others run an OpenVINO export of it, made once and cached.
-BACKENDS = ("torch", "openvino", "openvino-int8")
+# "torch" runs the model as it ships; the OpenVINO ones run an export of it, made once and cached.
+# "auto" is OpenVINO fp32 when it is installed, else torch: both give the same vectors.
+BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
 
 # English news-like sentences written for this project: static int8 quantization measures the
 # activation ranges on them, so no calibration data set is downloaded.
@@ -249,6 +251,14 @@ def _usage_statistics_declined() -> Iterator[None]:
         OptInChecker.check = check
 
 
+def openvino_installed() -> bool:
+    """Whether the OpenVINO backend's packages (openvino, optimum-intel) can be imported."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("openvino", "optimum", "optimum.intel"))
+    except (ImportError, ValueError):  # a parent package missing, or a module blocked in sys.modules
+        return False
+
+
 def load_openvino(model_path: str, backend: str, threads: int | None = None, export_dir: Path | None = None):
     """The model on OpenVINO, exported (and for `openvino-int8` quantized) once and then read from the cache.
 
@@ -299,7 +309,8 @@ class Embedder:
 
     `backend` "openvino" or "openvino-int8" runs an OpenVINO export of the model (see
     `load_openvino`); when that cannot be installed, imported or exported, a warning is logged and
-    PyTorch is used (`backend_in_use` says which).
+    PyTorch is used (`backend_in_use` says which). "auto" runs OpenVINO fp32 when its packages
+    are installed and PyTorch otherwise, without a warning: the two give the same vectors.
     """
 
     model: str = DEFAULT_MODEL
@@ -323,16 +334,19 @@ class Embedder:
         if self.threads:
             torch.set_num_threads(self.threads)
         path = resolve_model(self.model)
-        if self.backend != "torch":
+        backend = self.backend
+        if backend == "auto":
+            backend = "openvino" if openvino_installed() else "torch"
+        if backend != "torch":
             try:
-                model = load_openvino(path, self.backend, self.threads, self.export_dir)
+                model = load_openvino(path, backend, self.threads, self.export_dir)
             except Exception as error:  # noqa: BLE001  (any failure of the optional backend means PyTorch)
                 logger.warning(
-                    "embedding backend %s unavailable, using torch: %s: %s", self.backend, type(error).__name__, error
+                    "embedding backend %s unavailable, using torch: %s: %s", backend, type(error).__name__, error
                 )
             else:
-                self._backend_in_use = self.backend
-                logger.info("loaded embedding model %s on %s", self.model, self.backend)
+                self._backend_in_use = backend
+                logger.info("loaded embedding model %s on %s", self.model, backend)
                 return model
         model = SentenceTransformer(path, device="cpu")
         self._backend_in_use = "torch"

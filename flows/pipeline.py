@@ -94,7 +94,8 @@ def embedding_model_key(settings: Settings) -> str:
     key = f"{settings.model}@{settings.chunk_tokens}"
     if settings.embed_max_chunks:
         key += f"x{settings.embed_max_chunks}"
-    return key + ("" if settings.embed_backend == "torch" else f"+{settings.embed_backend}")
+    # OpenVINO fp32 gives PyTorch's vectors (cosine ≥ 0.9999), so they share a key; int8 does not.
+    return key + ("+openvino-int8" if settings.embed_backend == "openvino-int8" else "")
 
 
 def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -> tuple[list[PreparedArticle], int]:

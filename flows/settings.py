@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster started for a run when no address is given.")
     dask_chunk_size: int = Field(32, ge=1, description="Pages or texts per extraction or embedding task sent to Dask.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
-    embed_backend: str = Field("torch", pattern=r"^(torch|openvino|openvino-int8)$", description="Embedding runtime: `torch`, `openvino` (same vectors, faster) or `openvino-int8` (fastest, cosine ≥ 0.99 to torch); needs the `openvino` extra, else torch.")
+    embed_backend: str = Field("auto", pattern=r"^(auto|torch|openvino|openvino-int8)$", description="Embedding runtime: `auto` (OpenVINO when installed, else torch), `torch`, `openvino` (torch's vectors, about twice as fast) or `openvino-int8` (faster still, cosine ≥ 0.99 to torch, stored under its own key); OpenVINO needs the `openvino` extra, else torch is used.")
 
     @model_validator(mode="after")
     def _apply_memory_limit(self) -> "Settings":

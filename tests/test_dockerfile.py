@@ -24,9 +24,18 @@ def test_cpu_torch_is_installed_first_with_the_pyproject_pin():
     assert pins == ["torch==2.13.0"]
     runs = instruction("RUN")
     torch_install = next(i for i, line in enumerate(runs) if "torch" in line)
-    project_install = next(i for i, line in enumerate(runs) if re.search(r"pip install (-e )?\.$", line))
+    project_install = next(i for i, line in enumerate(runs) if re.search(r"pip install (-e )?'?\.(\[[\w,]+\])?'?( |$)", line))
     assert torch_install < project_install
     assert pins[0] in runs[torch_install] and "download.pytorch.org/whl/cpu" in runs[torch_install]
+
+
+def test_the_openvino_runtime_is_installed_as_the_readme_installs_it():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pin = re.search(r"pip install --no-deps (optimum-intel==[\d.]+)", readme).group(1)
+    install = next(line for line in instruction("RUN") if "optimum-intel" in line)
+    assert "'.[openvino]'" in install and f"pip install --no-deps {pin}" in install
+    # The export is made at build time, so a container never exports (or falls back) at start.
+    assert "backend='openvino'" in install and "backend_in_use == 'openvino'" in install
 
 
 def test_every_package_is_copied_before_the_install():

@@ -96,11 +96,29 @@ def test_an_unknown_backend_is_refused():
         Settings(embed_backend="onnx")
 
 
-def test_vectors_of_each_backend_are_stored_apart():
-    keys = {embedding_model_key(Settings(embed_backend=backend)) for backend in embed.BACKENDS}
-    assert len(keys) == 3
-    # Vectors stored before backends existed keep their key.
-    assert embedding_model_key(Settings()) == "all-MiniLM-L6-v2@128"
+def test_int8_vectors_are_stored_apart_and_fp32_backends_share_a_key():
+    keys = {backend: embedding_model_key(Settings(embed_backend=backend)) for backend in embed.BACKENDS}
+    # OpenVINO fp32 gives torch's vectors; vectors stored before backends existed keep their key.
+    assert keys["auto"] == keys["torch"] == keys["openvino"] == embedding_model_key(Settings()) == "all-MiniLM-L6-v2@128"
+    assert keys["openvino-int8"] == "all-MiniLM-L6-v2@128+openvino-int8"
+
+
+def test_auto_is_torch_without_a_warning_when_openvino_is_missing(monkeypatch, caplog, tmp_path):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert not embed.openvino_installed()
+    with caplog.at_level(logging.INFO, logger="extract.embed"):
+        embedder = Embedder(backend="auto", export_dir=tmp_path).load()
+    assert embedder.backend_in_use == "torch"
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert not any(tmp_path.iterdir())
+
+
+@needs_openvino
+def test_auto_runs_openvino_when_installed(export_dir, seed_texts, torch_seed_vectors):
+    embedder = Embedder(backend="auto", export_dir=export_dir).load()
+    assert embedder.backend_in_use == "openvino"
+    vectors, _ = embedder.embed(seed_texts)
+    assert np.min(np.sum(vectors * torch_seed_vectors, axis=1)) > 0.9999
 
 
 def test_a_missing_backend_falls_back_to_torch(monkeypatch, caplog, tmp_path, seed_texts, torch_seed_vectors):
@@ -239,4 +257,4 @@ def test_max_chunks_embeds_only_an_articles_first_chunks(embedder, seed_texts):
 
 def test_capped_vectors_are_stored_apart():
     assert embedding_model_key(Settings(embed_max_chunks=4)) == "all-MiniLM-L6-v2@128x4"
-    assert embedding_model_key(Settings(embed_max_chunks=4, embed_backend="openvino")) == "all-MiniLM-L6-v2@128x4+openvino"
+    assert embedding_model_key(Settings(embed_max_chunks=4, embed_backend="openvino-int8")) == "all-MiniLM-L6-v2@128x4+openvino-int8"

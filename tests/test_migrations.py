@@ -105,6 +105,36 @@ def test_upgrade_from_version_1_keeps_the_data(tmp_path):
         assert schema(connection) == EXPECTED
 
 
+def test_openvino_fp32_vectors_move_to_the_shared_key(tmp_path):
+    path = tmp_path / "v.duckdb"
+    connection = duckdb.connect(str(path))
+    connection.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    ).fetchall()
+    for migration in MIGRATIONS[:3]:
+        connection.execute(migration.sql).fetchall()
+        connection.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, "v"]).fetchall()
+    rows = [
+        ("only-openvino", "m@128+openvino", [1.0, 0.0]),
+        ("both", "m@128", [0.0, 1.0]),
+        ("both", "m@128+openvino", [0.0, 0.99]),
+        ("int8", "m@128+openvino-int8", [0.5, 0.5]),
+    ]
+    for text_hash, model, vector in rows:
+        connection.execute(
+            "INSERT INTO embeddings VALUES (?, ?, ?, 1, now())", [text_hash, model, vector]
+        ).fetchall()
+    connection.close()
+    with open_warehouse(path) as connection:
+        stored = connection.execute("SELECT text_hash, model, vector FROM embeddings ORDER BY ALL").fetchall()
+    assert stored == [
+        ("both", "m@128", [0.0, 1.0]),  # the one already under the shared key stays
+        ("int8", "m@128+openvino-int8", [0.5, 0.5]),  # int8 vectors differ: their own key
+        ("only-openvino", "m@128", [1.0, 0.0]),
+    ]
+
+
 def test_read_only_needs_a_current_schema(tmp_path):
     path = tmp_path / "d.duckdb"
     duckdb.connect(str(path)).close()

@@ -138,6 +138,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE articles ADD COLUMN extracted_with VARCHAR;
         """,
     ),
+    Migration(
+        4,
+        "OpenVINO fp32 vectors share PyTorch's model key (they are the same vectors)",
+        """
+        INSERT INTO embeddings (text_hash, model, vector, chunk_count, created_at)
+        SELECT text_hash, left(model, length(model) - length('+openvino')), vector, chunk_count, created_at
+        FROM embeddings AS fp32
+        WHERE model LIKE '%+openvino'
+          AND NOT EXISTS (
+            SELECT 1 FROM embeddings AS base
+            WHERE base.text_hash = fp32.text_hash AND base.model = left(fp32.model, length(fp32.model) - length('+openvino'))
+          );
+        DELETE FROM embeddings WHERE model LIKE '%+openvino';
+        """,
+    ),
 )
 
 
