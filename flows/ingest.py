@@ -47,11 +47,12 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 
 
 @task(name="poll-feeds", cache_policy=NO_CACHE)
-def poll_feeds(db: Path, settings: Settings) -> PollResult:
+def poll_feeds(db: Path, settings: Settings, on_article=None) -> PollResult:
     """Poll the due feeds and fetch their new entries' pages; failures become rows, not errors.
 
     With the local task runner, pages are extracted in worker processes as they arrive
-    (`PollResult.articles`); with Dask, extraction is left to chunk tasks on the cluster.
+    (`PollResult.articles`, each also handed to `on_article`); with Dask, extraction is left
+    to chunk tasks on the cluster.
     """
     with open_warehouse(db) as connection:
         feeds = due_feeds(connection, datetime.now(UTC))
@@ -66,6 +67,7 @@ def poll_feeds(db: Path, settings: Settings) -> PollResult:
         if not sys.stderr.isatty():
             return asyncio.run(poll(
                 feeds, fetch_policy(settings), interval, is_stored, fetch_pages=settings.fetch_pages, extractor=extractor,
+                on_article=on_article,
             ))
         # On a terminal, show how far polling and page fetching have got; logs are enough elsewhere.
         with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True) as progress:
@@ -73,7 +75,7 @@ def poll_feeds(db: Path, settings: Settings) -> PollResult:
             return asyncio.run(poll(
                 feeds, fetch_policy(settings), interval, is_stored,
                 lambda stage, count: progress.advance(bars[stage], count), fetch_pages=settings.fetch_pages,
-                extractor=extractor,
+                extractor=extractor, on_article=on_article,
             ))
 
 
@@ -176,7 +178,12 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
                     get_run_logger().info("added %d of the %d feeds in %s", added, listed, settings.feeds_file)
             except pipeline.FeedFileError as error:
                 get_run_logger().error("feed list not read: %s", error)
-        polled = poll_feeds(db, settings)
+        # Locally, articles are embedded while other pages are still being fetched and extracted.
+        prefetch = pipeline.EmbeddingPrefetch(db, settings) if settings.task_runner != "dask" else None
+        try:
+            polled = poll_feeds(db, settings, lambda item: prefetch.add(item.article.text) if prefetch else None)
+        finally:
+            prefetched = prefetch.finish() if prefetch else {}
         with chunk_runner(settings) as run_chunks:
             if polled.articles is not None:  # extracted while the pages were fetched
                 articles = polled.articles
@@ -186,24 +193,25 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
             fetched = {item.article.url: item for item in articles}
             return _process(
                 [item.article for item in articles], db, settings, ingested_at, "feeds", run_chunks,
-                fetched=fetched, polled=polled,
+                fetched=fetched, polled=polled, prefetched=prefetched,
             )
 
     return recorded_run("ingest-feeds", db, work)
 
 
 def _process(
-    articles, db, settings, ingested_at, source, run_chunks, *, skipped=(), fetched=None, polled=None
+    articles, db, settings, ingested_at, source, run_chunks, *, skipped=(), fetched=None, polled=None, prefetched=None
 ) -> RunSummary:
     """The stages shared by both sources: prepare → embed → dedupe and cluster → load."""
     logger = get_run_logger()
     prepared, already_stored = prepare(articles, db, ingested_at)
     known, missing = find_stored_vectors(prepared, db, settings)
-    embedded = run_chunks(
-        embed, [{"texts": chunk, "settings": settings} for chunk in _chunks(list(missing.values()), settings)]
-    )
-    vectors = [vector for chunk_vectors, _ in embedded for vector in chunk_vectors]
-    chunk_counts = [count for _, counts in embedded for count in counts]
+
+    def embed_rest(texts: list[str]) -> tuple[list, list[int]]:
+        embedded = run_chunks(embed, [{"texts": chunk, "settings": settings} for chunk in _chunks(texts, settings)])
+        return [v for chunk_vectors, _ in embedded for v in chunk_vectors], [c for _, counts in embedded for c in counts]
+
+    vectors, chunk_counts = pipeline.vectors_with_prefetched(missing, prefetched or {}, embed_rest)
     embeddings = pipeline.attach_vectors(prepared, known, missing, vectors, chunk_counts, settings)
     verdicts = decide(prepared, db, settings)
     batch = pipeline.build_load_batch(prepared, verdicts, embeddings, source, ingested_at, fetched)

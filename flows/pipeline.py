@@ -7,6 +7,8 @@ writes, so other processes can query between stages.
 
 import hashlib
 import logging
+import queue
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -145,6 +147,93 @@ def embed_texts(texts: list[str], settings: Settings) -> tuple[list[np.ndarray],
     """Vectors and chunk counts of texts, with this process's embedder."""
     vectors, chunk_counts = get_embedder(settings).embed(texts)
     return list(vectors), list(chunk_counts)
+
+
+class EmbeddingPrefetch:
+    """Embeds article texts in a background thread while the rest of the batch is still arriving.
+
+    A feed run hands over each article's text as soon as it is extracted (`add`), so the model
+    works while pages are still being fetched and extracted; the run then takes the vectors
+    (`finish`) and embeds only what is left. Each batch is first checked against the vectors
+    already stored, so a text stored before is not embedded again. The model releases the GIL,
+    so the thread runs beside the fetching event loop. A failure is logged and leaves the texts
+    to the run's own embedding step.
+    """
+
+    def __init__(self, db: Path, settings: Settings, batch_articles: int = 16):
+        self._db, self._settings, self._batch_articles = db, settings, batch_articles
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._vectors: dict[str, tuple[np.ndarray, int]] = {}
+        self._seen: set[str] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, text: str) -> None:
+        """Queue a text for embedding (the thread starts with the first one)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="embedding-prefetch", daemon=True)
+            self._thread.start()
+        self._queue.put(text)
+
+    def finish(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Wait for the queued texts; their (vector, chunk count) by text hash."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        return self._vectors
+
+    def _run(self) -> None:
+        failed = False
+        while True:
+            texts = [self._queue.get()]
+            # Take whatever else is already waiting, up to a batch: small batches when texts trickle in.
+            while texts[-1] is not None and len(texts) < self._batch_articles and not self._queue.empty():
+                texts.append(self._queue.get())
+            done = texts[-1] is None
+            if not failed:
+                try:
+                    self._embed([text for text in texts if text is not None])
+                except Exception as error:  # noqa: BLE001  (the run embeds these texts itself)
+                    logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s",
+                                   type(error).__name__, error)
+                    failed = True
+            if done:
+                return
+
+    def _embed(self, texts: list[str]) -> None:
+        by_hash = {}
+        for text in texts:
+            digest = text_hash(text)
+            if digest not in self._seen:
+                self._seen.add(digest)
+                by_hash[digest] = text
+        if not by_hash:
+            return
+        with open_warehouse(self._db) as connection:
+            stored = stored_embeddings(connection, embedding_model_key(self._settings), list(by_hash))
+        todo = {digest: text for digest, text in by_hash.items() if digest not in stored}
+        if todo:
+            vectors, counts = embed_texts(list(todo.values()), self._settings)
+            self._vectors.update(zip(todo, zip(vectors, counts)))
+
+
+def vectors_with_prefetched(
+    missing: dict[str, str],
+    prefetched: dict[str, tuple[np.ndarray, int]],
+    embed_rest,
+) -> tuple[list[np.ndarray], list[int]]:
+    """Vectors and chunk counts of the missing texts, in their order: prefetched ones, the rest from `embed_rest`.
+
+    Args:
+        missing: Texts by hash that have no stored vector.
+        prefetched: What `EmbeddingPrefetch.finish` returned.
+        embed_rest: Called with the texts that were not prefetched; returns (vectors, chunk counts).
+    """
+    rest = {digest: text for digest, text in missing.items() if digest not in prefetched}
+    vectors, counts = embed_rest(list(rest.values())) if rest else ([], [])
+    computed = dict(prefetched)
+    computed.update(zip(rest, zip(vectors, counts)))
+    ordered = [computed[digest] for digest in missing]
+    return [vector for vector, _ in ordered], [count for _, count in ordered]
 
 
 def attach_vectors(

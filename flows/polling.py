@@ -72,12 +72,15 @@ async def poll(
     fetch_pages: bool = True,
     extractor: Executor | None = None,
     min_pool_pages: int = 16,
+    on_article: Callable[[FetchedArticle], None] | None = None,
 ) -> PollResult:
     """Poll feeds, then fetch the pages of entries not stored yet.
 
     With an `extractor` (see `extraction_pool`) and at least `min_pool_pages` new entries, each
     page is extracted there as soon as it arrives, so extraction overlaps fetching and uses
-    every core; `PollResult.articles` then holds the articles and `pages` is left empty.
+    every core; `PollResult.articles` then holds the articles and `pages` is left empty, and
+    `on_article` is called with each article as soon as it is extracted (e.g. to embed it while
+    other pages are still being fetched).
 
     Args:
         feeds: Due feeds.
@@ -120,7 +123,8 @@ async def poll(
             pages = [None] * len(entries)
         elif extractor is not None and len(entries) >= min_pool_pages:
             extracted = await asyncio.gather(*(
-                _fetch_and_extract(fetcher, extractor, entry, feed_id, progress) for entry, feed_id in entries.values()
+                _fetch_and_extract(fetcher, extractor, entry, feed_id, progress, on_article)
+                for entry, feed_id in entries.values()
             ))
             pages = [page for page, _ in extracted]
             result.articles = [article for _, article in extracted if article is not None]
@@ -159,16 +163,19 @@ def extraction_pool(workers: int) -> Iterator[Executor | None]:
 
 
 async def _fetch_and_extract(
-    fetcher: Fetcher, extractor: Executor, entry: FeedEntry, feed_id: str, progress
+    fetcher: Fetcher, extractor: Executor, entry: FeedEntry, feed_id: str, progress, on_article
 ) -> tuple[FetchResult, FetchedArticle | None]:
     page = await _fetch_page(fetcher, entry, progress)
     if not (page.ok and page.body):  # nothing to parse: the feed's own text, at once
-        return page, _article(entry, feed_id, page)
-    try:
-        article = await asyncio.get_running_loop().run_in_executor(extractor, _article, entry, feed_id, page)
-    except BrokenProcessPool:  # a worker died (e.g. killed for memory): extract here instead
-        logger.warning("extraction worker lost; extracting %s in the flow's process", entry.url)
         article = _article(entry, feed_id, page)
+    else:
+        try:
+            article = await asyncio.get_running_loop().run_in_executor(extractor, _article, entry, feed_id, page)
+        except BrokenProcessPool:  # a worker died (e.g. killed for memory): extract here instead
+            logger.warning("extraction worker lost; extracting %s in the flow's process", entry.url)
+            article = _article(entry, feed_id, page)
+    if article is not None and on_article is not None:
+        on_article(article)
     return page, article
 
 

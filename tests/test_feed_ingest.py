@@ -282,3 +282,42 @@ def test_runs_are_recorded_and_maintenance_exports_each_article_once(tmp_path, h
     second = maintenance(db, settings)
     assert "exported 0 articles" in second.message and len(list(exports.glob("*.parquet"))) == 1
     assert [row[0] for row in query(db, "SELECT status FROM runs WHERE flow = 'maintenance'")] == ["completed"] * 2
+
+
+def test_extraction_workers_and_embedding_ahead_store_what_a_plain_run_stores(tmp_path, http_server):
+    """A run big enough for worker processes (and embedding while fetching) equals an in-process one."""
+    texts = [(SEEDS / name).read_text(encoding="utf-8").split(" ", 3)[-1] for name in (ORIGINAL, REWRITE, OTHER)]
+    items = []
+    for index in range(18):
+        body = texts[index % 3] + f"\nThe bureau filed report {index} on {index + 1} December."
+        paragraphs = "".join(f"<p>{html.escape(p.strip())}</p>" for p in body.split("\n") if p.strip())
+        http_server.route(f"/many/{index}", static(
+            f"<!doctype html><html lang='en'><head><title>Report {index}</title></head><body><article>{paragraphs}"
+            "</article></body></html>".encode()
+        ))
+        items.append(
+            f"<item><title>Report {index}</title><link>{http_server.base_url}/many/{index}</link>"
+            f"<pubDate>Wed, 29 Nov 2023 10:{index:02d}:00 GMT</pubDate></item>"
+        )
+    http_server.route("/many.xml", static(
+        f"<?xml version='1.0'?><rss version='2.0'><channel><title>Many</title>{''.join(items)}</channel></rss>".encode(),
+        "application/rss+xml",
+    ))
+    stored = {}
+    for workers in (1, 2):
+        db = tmp_path / f"w{workers}.duckdb"
+        with open_warehouse(db) as connection:
+            add_feed(connection, http_server.url("/many.xml"), "Many", datetime.now(UTC))
+        summary = ingest_feeds(db, Settings(allow_private_networks=True, fetch_host_delay=0, extract_workers=workers))
+        assert summary.new_articles == 18
+        stored[workers] = (
+            query(db, "SELECT url, title, text, text_hash, published_at, text_source, duplicate_kind FROM articles ORDER BY url"),
+            query(db, "SELECT a.url, d.url FROM articles a LEFT JOIN articles d ON a.duplicate_of = d.article_id ORDER BY 1"),
+            query(db, "SELECT list(url ORDER BY url) FROM articles GROUP BY story_id ORDER BY 1"),
+            query(db, "SELECT text_hash, chunk_count, vector FROM embeddings ORDER BY text_hash"),
+        )
+    (rows1, dups1, stories1, vectors1), (rows2, dups2, stories2, vectors2) = stored[1], stored[2]
+    assert rows1 == rows2 and dups1 == dups2 and stories1 == stories2
+    assert [row[:2] for row in vectors1] == [row[:2] for row in vectors2] and len(vectors1) == 18
+    for (_, _, first), (_, _, second) in zip(vectors1, vectors2):
+        assert sum(a * b for a, b in zip(first, second)) > 0.9999
