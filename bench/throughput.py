@@ -5,7 +5,7 @@ The pages of an article-extraction benchmark folder (`html/*.html`, e.g.
 gets a unique sentence, so nearly every text is new and must be embedded), listed in `--feeds`
 RSS feeds on a local HTTP server on 127.0.0.1, and run through the pipeline's stages as plain
 functions, as the feed flow runs them: poll (fetch feeds and pages, extract each page in a worker
-process as it arrives, and embed each article in a thread as soon as it is extracted) → prepare
+process as it arrives, and, on OpenVINO, embed each article in a thread as soon as it is extracted) → prepare
 → embed the rest → dedupe and cluster → load (`--no-overlap`: embed only after polling).
 It prints articles/s end to end and per stage, the embed-only ceiling (the same texts through
 the embedder alone, model already loaded), a second no-op run (all feeds answer 304), and the

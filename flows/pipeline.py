@@ -158,6 +158,10 @@ class EmbeddingPrefetch:
     already stored, so a text stored before is not embedded again. The model releases the GIL,
     so the thread runs beside the fetching event loop. A failure is logged and leaves the texts
     to the run's own embedding step.
+
+    Only OpenVINO embeds ahead. PyTorch's threads slow down sharply when they share the cores with
+    the extraction workers (throughput bench: 94 s without overlap, 100 s with it), so with
+    PyTorch the texts are left to the run as well.
     """
 
     def __init__(self, db: Path, settings: Settings, batch_articles: int = 16):
@@ -182,20 +186,30 @@ class EmbeddingPrefetch:
         return self._vectors
 
     def _run(self) -> None:
-        failed = False
+        skip = False
+        try:
+            # Loads the model on the first text (a run with nothing new never loads it).
+            backend = get_embedder(self._settings).backend_in_use
+        except Exception as error:  # noqa: BLE001  (the run's own step reports it)
+            logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s", type(error).__name__, error)
+            skip = True
+        else:
+            if backend == "torch":
+                logger.debug("embedding ahead is off on torch")
+                skip = True
         while True:
             texts = [self._queue.get()]
             # Take whatever else is already waiting, up to a batch: small batches when texts trickle in.
             while texts[-1] is not None and len(texts) < self._batch_articles and not self._queue.empty():
                 texts.append(self._queue.get())
             done = texts[-1] is None
-            if not failed:
+            if not skip:
                 try:
                     self._embed([text for text in texts if text is not None])
                 except Exception as error:  # noqa: BLE001  (the run embeds these texts itself)
                     logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s",
                                    type(error).__name__, error)
-                    failed = True
+                    skip = True
             if done:
                 return
 

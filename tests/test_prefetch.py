@@ -7,10 +7,14 @@ import numpy as np
 import pytest
 
 from extract.content import article_from_text, text_hash
+from extract.embed import openvino_installed
 from flows import pipeline
 from flows.settings import Settings
 from tests.conftest import SEEDS
 from warehouse.connection import open_warehouse
+
+
+needs_openvino = pytest.mark.skipif(not openvino_installed(), reason="embedding ahead runs on OpenVINO only")
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +22,7 @@ def seed_texts():
     return [article_from_text(path.read_text(encoding="utf-8"), path.as_uri()).text for path in sorted(SEEDS.glob("*.txt"))]
 
 
+@needs_openvino
 def test_prefetched_vectors_equal_the_run_s_own(tmp_path, seed_texts):
     settings = Settings()
     prefetch = pipeline.EmbeddingPrefetch(tmp_path / "p.duckdb", settings, batch_articles=2)
@@ -31,6 +36,7 @@ def test_prefetched_vectors_equal_the_run_s_own(tmp_path, seed_texts):
         assert got[text_hash(text)][1] == count
 
 
+@needs_openvino
 def test_texts_with_stored_vectors_are_not_embedded_again(tmp_path, seed_texts, monkeypatch):
     db = tmp_path / "s.duckdb"
     settings = Settings()
@@ -49,6 +55,7 @@ def test_texts_with_stored_vectors_are_not_embedded_again(tmp_path, seed_texts, 
     assert asked and seed_texts[0] not in asked
 
 
+@needs_openvino
 def test_a_failure_leaves_the_texts_to_the_run(tmp_path, seed_texts, monkeypatch, caplog):
     def broken(texts, settings):
         raise RuntimeError("model gone")
@@ -60,6 +67,15 @@ def test_a_failure_leaves_the_texts_to_the_run(tmp_path, seed_texts, monkeypatch
             prefetch.add(text)
         assert prefetch.finish() == {}
     assert "embedding ahead failed, the run embeds its texts itself: RuntimeError: model gone" in caplog.text
+
+
+def test_on_torch_the_texts_are_left_to_the_run(tmp_path, seed_texts, monkeypatch):
+    asked = []
+    monkeypatch.setattr(pipeline, "embed_texts", lambda texts, settings: asked.append(texts))
+    prefetch = pipeline.EmbeddingPrefetch(tmp_path / "t.duckdb", Settings(embed_backend="torch"))
+    for text in seed_texts:
+        prefetch.add(text)
+    assert prefetch.finish() == {} and asked == []
 
 
 def test_nothing_added_starts_nothing(tmp_path):
