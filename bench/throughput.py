@@ -9,7 +9,7 @@ process as it arrives, and, on OpenVINO, embed each article in a thread as soon 
 → embed the rest → dedupe and cluster → load (`--no-overlap`: embed only after polling).
 It prints articles/s end to end and per stage, the embed-only ceiling (the same texts through
 the embedder alone, model already loaded), a second no-op run (all feeds answer 304), and the
-peak RSS of the process.
+peak RSS of the process and of its largest extraction worker.
 
 Example:
     python bench/throughput.py --data ../shared/eval/A1_scrapinghub_aeb/dev --articles 1000 --feeds 20
@@ -64,8 +64,9 @@ def _longest_paragraph_start(html: bytes) -> int:
     return best
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak RSS of this process, or (RUSAGE_CHILDREN) of its largest finished child process."""
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         polled, prepared, loaded = run_once()
         total = time.perf_counter() - started
+        worker_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)  # the extraction workers (Prefect has not started)
         first_stages = dict(stages)
         # The texts the run had to embed: each distinct text once (a replica whose marker sentence
         # extraction dropped repeats another's text, and the pipeline embeds a text only once).
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "flow_noop_seconds": round(flow_noop_seconds, 2),
         "flow_noop_not_modified": flow_noop.not_modified,
         "peak_rss_mib": round(peak_rss_mib()),
+        "peak_rss_mib_largest_worker": round(worker_rss),
     }
     if args.json:
         print(json.dumps(result))

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,8 +184,28 @@ def export_openvino(model_path: str, target: Path) -> None:
     """Convert the PyTorch model to OpenVINO (fp32) and save it as a sentence-transformers folder."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(model_path, backend="openvino", device="cpu", model_kwargs={"export": True})
+    logger.info("exporting the embedding model to OpenVINO (once; later runs read the export)")
+    # The conversion traces the model: torch's tracer warnings and sentence-transformers' advice
+    # to save the export (which is done just below) are noise to the user.
+    with _quiet("sentence_transformers.backend.utils"):
+        model = SentenceTransformer(model_path, backend="openvino", device="cpu", model_kwargs={"export": True})
     model.save(str(target))
+
+
+@contextmanager
+def _quiet(*logger_names: str) -> Iterator[None]:
+    """Silence Python warnings and these loggers below ERROR (third-party chatter on export and load)."""
+    loggers = [logging.getLogger(name) for name in logger_names]
+    levels = [item.level for item in loggers]
+    for item in loggers:
+        item.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for item, level in zip(loggers, levels):
+            item.setLevel(level)
 
 
 def calibration_samples(tokenizer, input_names) -> list[dict[str, np.ndarray]]:
@@ -295,7 +316,9 @@ def _load_openvino(model_path: str, backend: str, threads: int | None, export_di
     else:
         raise ValueError(f"not an OpenVINO backend: {backend!r}")
     ov_config = {"INFERENCE_NUM_THREADS": str(threads)} if threads else {}
-    return SentenceTransformer(str(folder), backend="openvino", device="cpu", model_kwargs={"ov_config": ov_config})
+    # optimum-intel warns on every load that it cannot tell whether a folder is already exported (it is).
+    with _quiet("optimum.intel.openvino.modeling_base"):
+        return SentenceTransformer(str(folder), backend="openvino", device="cpu", model_kwargs={"ov_config": ov_config})
 
 
 @dataclass
