@@ -23,6 +23,7 @@ import re
 import resource
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,9 +65,40 @@ def _longest_paragraph_start(html: bytes) -> int:
     return best
 
 
-def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
-    """Peak RSS of this process, or (RUSAGE_CHILDREN) of its largest finished child process."""
-    return resource.getrusage(who).ru_maxrss / 1024
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ChildPeakRss:
+    """The largest peak RSS (VmHWM) of this process's live children, sampled twice a second.
+
+    `RUSAGE_CHILDREN` cannot be used: a child started by fork and exec is charged the parent's
+    RSS from before the exec (here the loaded model), not its own.
+    """
+
+    def __init__(self):
+        self.peak_kib, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        while not self._stop.wait(0.5):
+            for children in Path("/proc/self/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                    except OSError:
+                        continue
+                    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+                    if match:
+                        self.peak_kib = max(self.peak_kib, int(match.group(1)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--feeds", type=int, default=20, help="feeds the pages are spread over")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the embed-only measurement")
     parser.add_argument("--no-overlap", action="store_true", help="embed only after every page is extracted")
+    parser.add_argument("--host-delay", type=float, default=0.0,
+                        help="seconds between two requests to the (one) local host, as polite fetching waits")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     html_folder = args.data / "html" if (args.data / "html").is_dir() else args.data
@@ -90,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     from warehouse.queries import stored_urls
 
     settings = Settings(
-        allow_private_networks=True, fetch_host_delay=0.0, fetch_host_concurrency=16, fetch_concurrency=32,
+        allow_private_networks=True, fetch_host_delay=args.host_delay, fetch_host_concurrency=16, fetch_concurrency=32,
         respect_robots=False,
     )
     embedder = pipeline.get_embedder(settings)
@@ -149,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             return polled, prepared, result
 
         started = time.perf_counter()
-        polled, prepared, loaded = run_once()
+        with ChildPeakRss() as workers:  # the extraction workers (Prefect has not started yet)
+            polled, prepared, loaded = run_once()
         total = time.perf_counter() - started
-        worker_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)  # the extraction workers (Prefect has not started)
+        worker_rss = workers.peak_kib / 1024
         first_stages = dict(stages)
         # The texts the run had to embed: each distinct text once (a replica whose marker sentence
         # extraction dropped repeats another's text, and the pipeline embeds a text only once).
