@@ -86,15 +86,24 @@ def test_newer_schema_is_refused(tmp_path):
             pass
 
 
-def test_upgrade_from_version_1_keeps_the_data(tmp_path):
-    path = tmp_path / "e.duckdb"
+def database_at_version(path, version: int) -> duckdb.DuckDBPyConnection:
+    """A database as the first `version` migrations left it, open for writing more."""
     connection = duckdb.connect(str(path))
     connection.execute(
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
         " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     ).fetchall()
-    connection.execute(MIGRATIONS[0].sql).fetchall()
-    connection.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'v1')").fetchall()
+    for migration in MIGRATIONS[:version]:
+        connection.execute(migration.sql).fetchall()
+        connection.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name]
+        ).fetchall()
+    return connection
+
+
+def test_upgrade_from_version_1_keeps_the_data(tmp_path):
+    path = tmp_path / "e.duckdb"
+    connection = database_at_version(path, 1)
     connection.execute(
         "INSERT INTO articles (article_id, url, canonical_url, ingested_at, text, text_hash, source, story_id)"
         " VALUES ('a', 'file:///a', 'file:///a', now(), 'text', 'h', 'fixtures', 'a')"
@@ -107,14 +116,7 @@ def test_upgrade_from_version_1_keeps_the_data(tmp_path):
 
 def test_openvino_fp32_vectors_move_to_the_shared_key(tmp_path):
     path = tmp_path / "v.duckdb"
-    connection = duckdb.connect(str(path))
-    connection.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    ).fetchall()
-    for migration in MIGRATIONS[:3]:
-        connection.execute(migration.sql).fetchall()
-        connection.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, "v"]).fetchall()
+    connection = database_at_version(path, 3)
     rows = [
         ("only-openvino", "m@128+openvino", [1.0, 0.0]),
         ("both", "m@128", [0.0, 1.0]),
