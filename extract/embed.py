@@ -24,6 +24,9 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # "torch" runs the model as it ships; the OpenVINO ones run an export of it, made once and cached.
 # "auto" is OpenVINO fp32 when it is installed, else torch: both give the same vectors.
 BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
+# Where PyTorch runs the model: "auto" is the first CUDA GPU when torch sees one, else the CPU.
+# OpenVINO runs on the CPU only.
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 # English news-like sentences written for this project: static int8 quantization measures the
 # activation ranges on them, so no calibration data set is downloaded.
@@ -324,6 +327,31 @@ def _load_openvino(model_path: str, backend: str, threads: int | None, export_di
         return SentenceTransformer(str(folder), backend="openvino", device="cpu", model_kwargs={"ov_config": ov_config})
 
 
+class EmbeddingDeviceError(RuntimeError):
+    """The embedding device asked for is not there."""
+
+
+def resolve_device(device: str) -> str:
+    """The torch device an embedding `device` setting means on this machine.
+
+    "auto" is "cuda" when torch sees a CUDA GPU, else "cpu"; "cuda" or "cuda:N" must exist.
+    """
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    index = int(device.partition(":")[2] or 0)
+    if not torch.cuda.is_available():
+        raise EmbeddingDeviceError(f"embedding device {device} asked for, but torch sees no CUDA GPU")
+    if index >= torch.cuda.device_count():
+        raise EmbeddingDeviceError(
+            f"embedding device {device} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s)"
+        )
+    return device
+
+
 @dataclass
 class Embedder:
     """Embeds articles as the length-weighted mean of their chunk embeddings.
@@ -337,6 +365,11 @@ class Embedder:
     `load_openvino`); when that cannot be installed, imported or exported, a warning is logged and
     PyTorch is used (`backend_in_use` says which). "auto" runs OpenVINO fp32 when its packages
     are installed and PyTorch otherwise, without a warning: the two give the same vectors.
+
+    `device` says where PyTorch runs: "cpu", "cuda" (or "cuda:N"), or "auto", the GPU when torch
+    sees one. On a GPU, backend "auto" means PyTorch there (OpenVINO runs on the CPU only), and the
+    vectors equal the CPU's to float rounding. Asking for "cuda" where torch sees no GPU raises
+    `EmbeddingDeviceError` when the model loads.
     """
 
     model: str = DEFAULT_MODEL
@@ -346,10 +379,15 @@ class Embedder:
     backend: str = "torch"
     export_dir: Path | None = None
     max_chunks: int = 0  # embed only an article's first chunks (0: all of it)
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown embedding backend {self.backend!r}; expected one of {', '.join(BACKENDS)}")
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"unknown embedding device {self.device!r}; expected auto, cpu, cuda or cuda:N")
+        if self.device.startswith("cuda") and self.backend.startswith("openvino"):
+            raise ValueError(f"embedding backend {self.backend} runs on the CPU, not on device {self.device}")
 
     @cached_property
     def _model(self):
@@ -360,9 +398,10 @@ class Embedder:
         if self.threads:
             torch.set_num_threads(self.threads)
         path = resolve_model(self.model)
+        device = resolve_device(self.device)
         backend = self.backend
         if backend == "auto":
-            backend = "openvino" if openvino_installed() else "torch"
+            backend = "openvino" if device == "cpu" and openvino_installed() else "torch"
         if backend != "torch":
             try:
                 model = load_openvino(path, backend, self.threads, self.export_dir)
@@ -371,12 +410,13 @@ class Embedder:
                     "embedding backend %s unavailable, using torch: %s: %s", backend, type(error).__name__, error
                 )
             else:
-                self._backend_in_use = backend
+                self._backend_in_use, self._device_in_use = backend, "cpu"
                 logger.info("loaded embedding model %s on %s", self.model, backend)
                 return model
-        model = SentenceTransformer(path, device="cpu")
-        self._backend_in_use = "torch"
-        logger.info("loaded embedding model %s", self.model)
+            device = "cpu"
+        model = SentenceTransformer(path, device=device)
+        self._backend_in_use, self._device_in_use = "torch", device
+        logger.info("loaded embedding model %s on torch (%s)", self.model, device)
         return model
 
     def load(self) -> "Embedder":
@@ -389,6 +429,12 @@ class Embedder:
         """The backend that runs the model: `backend`, or "torch" when that was unavailable."""
         _ = self._model
         return self._backend_in_use
+
+    @property
+    def device_in_use(self) -> str:
+        """Where the model runs: "cpu", or the CUDA device PyTorch runs it on."""
+        _ = self._model
+        return self._device_in_use
 
     @property
     def dimension(self) -> int:

@@ -52,6 +52,17 @@ def _settings(**overrides):
         fail(settings_error_message(error))
 
 
+def _check_embed_device(settings) -> None:
+    """Fail in one line when the settings ask for a GPU that torch does not see."""
+    if settings.embed_device.startswith("cuda"):
+        from extract.embed import EmbeddingDeviceError, resolve_device
+
+        try:
+            resolve_device(settings.embed_device)
+        except EmbeddingDeviceError as error:
+            fail(f"{error} (NEWSWATCH_EMBED_DEVICE)")
+
+
 @app.command()
 def run(
     fixtures: Annotated[
@@ -64,6 +75,7 @@ def run(
     Example: newswatch run --fixtures tests/fixtures/seeds --db newswatch.duckdb
     """
     settings = _settings(db=db)
+    _check_embed_device(settings)
     if fixtures is not None and not fixtures.exists():
         fail(f"fixture folder {fixtures} does not exist")
     if fixtures is not None and not fixtures.is_dir():
@@ -307,6 +319,7 @@ def _service_settings(db, interval, cron):
     if interval is not None and cron is not None:
         fail("give --interval or --cron, not both")
     settings = _settings(db=db, serve_interval_seconds=interval)
+    _check_embed_device(settings)
     if interval is not None:
         settings = settings.model_copy(update={"serve_cron": None})
     if cron is not None:

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     embed_max_chunks: int = Field(0, ge=0, description="Embed only the first this many chunks of an article (0: the whole article); faster on long articles, and part of the vectors' model key.")
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
     embed_threads: int = Field(0, ge=0, description="Torch threads for embedding (0: torch's default).")
+    embed_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where PyTorch embeds: `auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`; on a GPU, backend `auto` means PyTorch there.")
     story_threshold: float = Field(0.3, ge=0, le=1, description="Minimum article-to-story similarity to join a story rather than open one.")
     story_embedding_weight: float = Field(0.1, ge=0, le=1, description="Share of the embedding cosine in story similarity; the rest is entity tf-idf cosine.")
     story_window_days: float = Field(7.0, gt=0, description="A story takes new articles published within this many days of its own.")
@@ -67,6 +68,14 @@ class Settings(BaseSettings):
     embed_backend: str = Field("auto", pattern=r"^(auto|torch|openvino|openvino-int8)$", description="Embedding runtime: `auto` (OpenVINO when installed, else torch), `torch`, `openvino` (torch's vectors, about twice as fast) or `openvino-int8` (faster still, cosine ≥ 0.99 to torch, stored under its own key); OpenVINO needs the `openvino` extra, else torch is used.")
 
     @model_validator(mode="after")
+    def _device_fits_backend(self) -> "Settings":
+        if self.embed_device.startswith("cuda") and self.embed_backend.startswith("openvino"):
+            raise ValueError(
+                f"NEWSWATCH_EMBED_BACKEND={self.embed_backend} runs on the CPU, not on NEWSWATCH_EMBED_DEVICE={self.embed_device}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _apply_memory_limit(self) -> "Settings":
         set_memory_limit(self.duckdb_memory_limit)
         return self
@@ -80,4 +89,6 @@ def load_settings(**overrides) -> Settings:
 def settings_error_message(error) -> str:
     """One sentence for an invalid setting (a pydantic ValidationError from `Settings`)."""
     first = error.errors()[0]
+    if not first["loc"]:  # a check across settings, whose message names them
+        return f"invalid settings: {first['msg'].removeprefix('Value error, ')}"
     return f"invalid setting NEWSWATCH_{str(first['loc'][0]).upper()}: {first['msg']}"

@@ -161,3 +161,20 @@ def test_service_commands_reject_bad_input(tmp_path):
     report = newswatch("status", "--db", db, env={"PREFECT_API_URL": ""})
     assert report.returncode == 0, report.stderr
     assert "not running" in report.stdout and "No runs yet" in report.stdout
+
+
+def test_a_missing_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible to torch")
+    result = newswatch(
+        "run", "--fixtures", str(Path(__file__).parent / "fixtures" / "seeds"), "--db", str(tmp_path / "x.duckdb"),
+        env={"NEWSWATCH_EMBED_DEVICE": "cuda"},
+    )
+    assert_one_line_error(result, "embedding device cuda asked for, but torch sees no CUDA GPU", "NEWSWATCH_EMBED_DEVICE")
+    assert not (tmp_path / "x.duckdb").exists()
+    assert_one_line_error(
+        newswatch("run", "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_EMBED_DEVICE": "cuda", "NEWSWATCH_EMBED_BACKEND": "openvino"}),
+        "invalid settings: NEWSWATCH_EMBED_BACKEND=openvino runs on the CPU",
+    )

@@ -258,3 +258,66 @@ def test_max_chunks_embeds_only_an_articles_first_chunks(embedder, seed_texts):
 def test_capped_vectors_are_stored_apart():
     assert embedding_model_key(Settings(embed_max_chunks=4)) == "all-MiniLM-L6-v2@128x4"
     assert embedding_model_key(Settings(embed_max_chunks=4, embed_backend="openvino-int8")) == "all-MiniLM-L6-v2@128x4+openvino-int8"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+needs_cuda = pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU visible to torch")
+without_cuda = pytest.mark.skipif(cuda_available(), reason="a CUDA GPU is visible to torch")
+
+
+def test_an_unknown_device_is_refused():
+    for device in ("gpu", "cuda:", "cuda:x", "mps"):
+        with pytest.raises(ValueError, match="expected auto, cpu, cuda or cuda:N"):
+            Embedder(device=device)
+        with pytest.raises(ValueError):
+            Settings(embed_device=device)
+    assert Settings(embed_device="cuda:1").embed_device == "cuda:1"
+
+
+def test_openvino_on_a_gpu_is_refused_in_one_line():
+    from pydantic import ValidationError
+
+    from flows.settings import settings_error_message
+
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        Embedder(backend="openvino", device="cuda")
+    with pytest.raises(ValidationError) as caught:
+        Settings(embed_backend="openvino-int8", embed_device="cuda")
+    assert settings_error_message(caught.value) == (
+        "invalid settings: NEWSWATCH_EMBED_BACKEND=openvino-int8 runs on the CPU, not on NEWSWATCH_EMBED_DEVICE=cuda"
+    )
+
+
+@without_cuda
+def test_auto_device_is_the_cpu_without_a_gpu(embedder):
+    assert embed.resolve_device("auto") == "cpu"
+    assert embedder.device_in_use == "cpu"
+    assert Embedder(device="cpu", backend="torch").load().device_in_use == "cpu"
+
+
+@without_cuda
+def test_asking_for_a_missing_gpu_fails_clearly():
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(embed.EmbeddingDeviceError, match=f"embedding device {device} asked for, but torch sees no CUDA GPU"):
+            Embedder(device=device).load()
+
+
+@needs_cuda
+def test_gpu_vectors_match_the_cpu(seed_texts):
+    # The vectors share their key with the CPU's (see embedding_model_key), so they must agree.
+    gpu = Embedder(backend="auto", device="auto").load()
+    assert (gpu.backend_in_use, gpu.device_in_use) == ("torch", "cuda")
+    cpu = Embedder(backend="torch", device="cpu").load()
+    gpu_vectors, gpu_counts = gpu.embed(seed_texts)
+    cpu_vectors, cpu_counts = cpu.embed(seed_texts)
+    assert gpu_counts == cpu_counts
+    assert np.min(np.sum(gpu_vectors * cpu_vectors, axis=1)) > 0.9999
+    with pytest.raises(embed.EmbeddingDeviceError, match="CUDA GPU"):
+        import torch
+
+        Embedder(device=f"cuda:{torch.cuda.device_count()}").load()
