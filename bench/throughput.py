@@ -8,8 +8,9 @@ functions, as the feed flow runs them: poll (fetch feeds and pages, extract each
 process as it arrives, and, on OpenVINO, embed each article in a thread as soon as it is extracted) → prepare
 → embed the rest → dedupe and cluster → load (`--no-overlap`: embed only after polling).
 It prints articles/s end to end and per stage, the embed-only ceiling (the same texts through
-the embedder alone, model already loaded), a second no-op run (all feeds answer 304), and the
-peak RSS of the process and of its largest extraction worker.
+the embedder alone, model already loaded), a second no-op run (all feeds answer 304) as stages
+and through the Prefect flow (`--no-flow`: not through the flow), the embedding backend and
+device in use, and the peak RSS of the process and of its largest extraction worker.
 
 Example:
     python bench/throughput.py --data ../shared/eval/A1_scrapinghub_aeb/dev --articles 1000 --feeds 20
@@ -91,7 +92,11 @@ class ChildPeakRss:
     def _sample(self):
         while not self._stop.wait(0.5):
             for children in Path("/proc/self/task").glob("*/children"):
-                for pid in children.read_text().split():
+                try:
+                    pids = children.read_text().split()
+                except OSError:  # the thread ended since the listing
+                    continue
+                for pid in pids:
                     try:
                         status = Path(f"/proc/{pid}/status").read_text()
                     except OSError:
@@ -110,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-overlap", action="store_true", help="embed only after every page is extracted")
     parser.add_argument("--host-delay", type=float, default=0.0,
                         help="seconds between two requests to the (one) local host, as polite fetching waits")
+    parser.add_argument("--no-flow", action="store_true", help="skip the no-op run through the Prefect flow")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     html_folder = args.data / "html" if (args.data / "html").is_dir() else args.data
     pages = replicate(html_folder, args.articles)
 
     from flows import pipeline
-    from flows.ingest import fetch_policy
-    from flows.polling import extract_articles, extraction_pool, extraction_workers, poll
+    from flows.polling import extract_articles, extraction_pool, extraction_workers, fetch_policy, poll
     from flows.settings import Settings
     from warehouse.connection import open_warehouse
     from warehouse.feeds import add_feed, due_feeds
@@ -205,17 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         noop_seconds = time.perf_counter() - started
 
         # The same no-op through the Prefect flow, timed after Prefect's start-up (its first call).
-        from flows.ingest import ingest_feeds
+        flow_first_seconds = flow_noop_seconds = flow_noop_not_modified = None
+        if not args.no_flow:
+            from flows.ingest import ingest_feeds
 
-        due_now = settings.model_copy(update={"poll_interval_minutes": 1e-6})
-        with open_warehouse(db) as connection:
-            connection.execute("UPDATE feeds SET next_due_at = now()")
-        started = time.perf_counter()
-        ingest_feeds(db, due_now)
-        flow_first_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        flow_noop = ingest_feeds(db, due_now)
-        flow_noop_seconds = time.perf_counter() - started
+            due_now = settings.model_copy(update={"poll_interval_minutes": 1e-6})
+            with open_warehouse(db) as connection:
+                connection.execute("UPDATE feeds SET next_due_at = now()")
+            started = time.perf_counter()
+            ingest_feeds(db, due_now)
+            flow_first_seconds = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            flow_noop_not_modified = ingest_feeds(db, due_now).not_modified
+            flow_noop_seconds = round(time.perf_counter() - started, 2)
 
     articles = loaded.articles
     result = {
@@ -224,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         "articles_stored": articles,
         "duplicates": loaded.duplicates,
         "fetch_failures": len(polled.failures),
+        "embedding": f"{embedder.backend_in_use} on {embedder.device_in_use}",
+        "extraction_workers": extraction_workers(settings.extract_workers),
         "model_load_seconds": round(model_seconds, 1),
         "end_to_end_seconds": round(total, 1),
         "end_to_end_articles_per_second": round(articles / total, 1),
@@ -237,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_to_ceiling_ratio": round(articles / total / ceiling, 2) if ceiling else None,
         "noop_run_seconds": round(noop_seconds, 2),
         "noop_not_modified": second.not_modified,
-        "flow_noop_first_call_seconds_with_prefect_start": round(flow_first_seconds, 2),
-        "flow_noop_seconds": round(flow_noop_seconds, 2),
-        "flow_noop_not_modified": flow_noop.not_modified,
+        "flow_noop_first_call_seconds_with_prefect_start": flow_first_seconds,
+        "flow_noop_seconds": flow_noop_seconds,
+        "flow_noop_not_modified": flow_noop_not_modified,
         "peak_rss_mib": round(peak_rss_mib()),
         "peak_rss_mib_largest_worker": round(worker_rss),
     }

@@ -15,7 +15,7 @@ from extract.fetch import FetchPolicy
 from flows import pipeline
 from flows.history import RunSummary, recorded_run
 from flows.polling import (
-    FetchedArticle, FetchedPage, PollResult, extract_articles, extraction_pool, extraction_workers, poll,
+    FetchedArticle, FetchedPage, PollResult, extract_articles, extraction_pool, extraction_workers, fetch_policy, poll,
 )
 from flows.runners import chunk_runner, chunked
 from flows.settings import Settings
@@ -28,22 +28,6 @@ from warehouse.queries import stored_urls
 def read_fixtures(directory: Path) -> tuple[list[Article], list[SkippedFile]]:
     """Read and clean every article file in a directory."""
     return read_fixture_dir(directory)
-
-
-def fetch_policy(settings: Settings) -> FetchPolicy:
-    """Fetching limits and manners from the settings."""
-    return FetchPolicy(
-        user_agent=settings.user_agent,
-        connect_timeout=settings.fetch_connect_timeout,
-        read_timeout=settings.fetch_read_timeout,
-        total_timeout=settings.fetch_total_timeout,
-        max_bytes=settings.fetch_max_bytes,
-        global_concurrency=settings.fetch_concurrency,
-        per_host_concurrency=settings.fetch_host_concurrency,
-        per_host_delay=settings.fetch_host_delay,
-        allow_private_networks=settings.allow_private_networks,
-        respect_robots=settings.respect_robots,
-    )
 
 
 @task(name="poll-feeds", cache_policy=NO_CACHE)

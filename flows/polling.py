@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from extract.content import Article, article_from_html, detect_language, normalize_text
 from extract.feeds import FeedEntry, FeedError, parse_feed
 from extract.fetch import Fetcher, FetchPolicy, FetchResult, next_retry_delay
+from flows.settings import Settings
 from warehouse.feeds import FeedOutcome, FeedRecord, FetchFailure
 
 logger = logging.getLogger(__name__)
@@ -233,3 +234,19 @@ def _article(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> Fetche
     text = normalize_text(text)
     article = Article(entry.url, entry.title, text, entry.published_at, entry.author, language=detect_language(text))
     return FetchedArticle(article, feed_id, source)
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    """Fetching limits and manners from the settings."""
+    return FetchPolicy(
+        user_agent=settings.user_agent,
+        connect_timeout=settings.fetch_connect_timeout,
+        read_timeout=settings.fetch_read_timeout,
+        total_timeout=settings.fetch_total_timeout,
+        max_bytes=settings.fetch_max_bytes,
+        global_concurrency=settings.fetch_concurrency,
+        per_host_concurrency=settings.fetch_host_concurrency,
+        per_host_delay=settings.fetch_host_delay,
+        allow_private_networks=settings.allow_private_networks,
+        respect_robots=settings.respect_robots,
+    )
