@@ -413,7 +413,6 @@ class Embedder:
                 self._backend_in_use, self._device_in_use = backend, "cpu"
                 logger.info("loaded embedding model %s on %s", self.model, backend)
                 return model
-            device = "cpu"
         model = SentenceTransformer(path, device=device)
         self._backend_in_use, self._device_in_use = "torch", device
         logger.info("loaded embedding model %s on torch (%s)", self.model, device)

@@ -161,6 +161,7 @@ def reextract(
     from flows.maintenance import reextract_pages
 
     settings = _settings(db=db)
+    _check_embed_device(settings)
     if not settings.db.exists():
         fail(f"database {settings.db} does not exist yet: run `newswatch run` first")
     try:

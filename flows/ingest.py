@@ -11,7 +11,6 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from extract.content import Article
 from extract.fixtures import SkippedFile, read_fixture_dir
-from extract.fetch import FetchPolicy
 from flows import pipeline
 from flows.history import RunSummary, recorded_run
 from flows.polling import (

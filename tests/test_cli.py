@@ -175,6 +175,10 @@ def test_a_missing_gpu_is_one_line(tmp_path):
     assert_one_line_error(result, "embedding device cuda asked for, but torch sees no CUDA GPU", "NEWSWATCH_EMBED_DEVICE")
     assert not (tmp_path / "x.duckdb").exists()
     assert_one_line_error(
+        newswatch("reextract", "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_EMBED_DEVICE": "cuda:0"}),
+        "embedding device cuda:0 asked for",
+    )
+    assert_one_line_error(
         newswatch("run", "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_EMBED_DEVICE": "cuda", "NEWSWATCH_EMBED_BACKEND": "openvino"}),
         "invalid settings: NEWSWATCH_EMBED_BACKEND=openvino runs on the CPU",
     )
