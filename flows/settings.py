@@ -12,7 +12,8 @@ from warehouse.connection import DEFAULT_MEMORY_LIMIT, set_memory_limit
 class Settings(BaseSettings):
     """newswatch settings; each field is read from the environment variable NEWSWATCH_<NAME>."""
 
-    model_config = SettingsConfigDict(env_prefix="NEWSWATCH_", extra="ignore")
+    # allow_inf_nan: "inf" or "nan" would pass every bound check and break a run later.
+    model_config = SettingsConfigDict(env_prefix="NEWSWATCH_", extra="ignore", allow_inf_nan=False)
 
     db: Path = Field(Path("newswatch.duckdb"), description="DuckDB file the pipeline writes and the commands read.")
     model: str = Field(
@@ -21,6 +22,7 @@ class Settings(BaseSettings):
     )
     chunk_tokens: int = Field(128, ge=16, le=512, description="Word pieces per embedded chunk; articles are embedded whole, chunk by chunk.")
     embed_max_chunks: int = Field(0, ge=0, description="Embed only the first this many chunks of an article (0: the whole article); faster on long articles, and part of the vectors' model key.")
+    embed_max_characters: int = Field(100_000, ge=1000, description="Embed only the first this many characters of a longer text (a bound for pathological input; news articles are far shorter).")
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
     embed_threads: int = Field(0, ge=0, description="Torch threads for embedding (0: torch's default).")
     embed_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where PyTorch embeds: `auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`; on a GPU, backend `auto` means PyTorch there.")
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
     allow_private_networks: bool = Field(False, description="Allow feeds and pages on loopback or private addresses (off: refused as SSRF).")
     silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
     fetch_pages: bool = Field(True, description="Fetch each new entry's page; off: keep the feed's own text (summary or full content).")
+    feed_max_new_entries: int = Field(500, ge=1, description="New entries taken from one feed per run, newest first; the rest come in the next runs (the feed stays due), so one huge feed cannot starve the others.")
+    batch_size: int = Field(500, ge=1, description="Articles decided and stored together: a run commits each batch in its own transaction, so a stopped run keeps every batch it stored and the next run resumes.")
+    fixture_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest article file read by `run --fixtures`; a bigger one is skipped with a warning naming it.")
     extract_workers: int = Field(0, ge=0, description="Processes extracting pages as they arrive (0: one per CPU core; 1: in the flow's process, after fetching). Runs of fewer than 16 new pages extract in the flow's process.")
     feeds_file: Path | None = Field(None, description="OPML file whose feeds are added (when missing) before every feed run.")
     serve_interval_seconds: float = Field(900.0, gt=0, description="Seconds between scheduled feed runs of `newswatch serve` (unless a cron is set).")

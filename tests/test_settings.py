@@ -19,3 +19,16 @@ def test_every_setting_has_a_description_and_an_environment_override(monkeypatch
     monkeypatch.setenv("NEWSWATCH_DB", "/tmp/elsewhere.duckdb")
     settings = Settings()
     assert settings.story_threshold == 0.42 and str(settings.db) == "/tmp/elsewhere.duckdb"
+
+
+def test_non_finite_numbers_are_refused(monkeypatch):
+    import pytest
+    from pydantic import ValidationError
+
+    from flows.settings import settings_error_message
+
+    for value in ("inf", "-inf", "nan", "Infinity"):
+        monkeypatch.setenv("NEWSWATCH_POLL_INTERVAL_MINUTES", value)
+        with pytest.raises(ValidationError) as raised:
+            Settings()
+        assert "NEWSWATCH_POLL_INTERVAL_MINUTES" in settings_error_message(raised.value)
