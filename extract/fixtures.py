@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,12 @@ logger = logging.getLogger(__name__)
 _TEXT_SUFFIXES = {".txt"}
 _HTML_SUFFIXES = {".html", ".htm"}
 
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# What a file that is not a regular one is, for the reason it is skipped (reading a FIFO would hang).
+_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket",
+}
+
 
 @dataclass(frozen=True)
 class SkippedFile:
@@ -22,20 +30,69 @@ class SkippedFile:
     reason: str
 
 
-def _read_article(path: Path) -> Article | str:
+def _too_large(size: str, max_bytes: int) -> str:
+    return f"too large: {size} bytes, limit {max_bytes:,} (NEWSWATCH_FIXTURE_MAX_BYTES)"
+
+
+def _not_regular(mode: int) -> str:
+    return f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(mode), 'special file')})"
+
+
+def _read_bounded(path: Path, max_bytes: int) -> bytes | str:
+    """The bytes of a regular file of at most `max_bytes`, or a short reason why not.
+
+    The file is opened once and everything is decided on that descriptor, so swapping the file
+    after the checks changes nothing; at most `max_bytes` + 1 bytes are ever read.
+    """
+    try:
+        if not stat.S_ISREG(mode := os.stat(path).st_mode):
+            return _not_regular(mode)  # never opened: opening a device can have side effects
+        # O_NOFOLLOW: `path` is already resolved, so a link here was put in after the checks.
+        # O_NONBLOCK: a FIFO swapped in after the stat must not block the open.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        return f"cannot be read: {error.strerror or error}"
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            return _not_regular(status.st_mode)
+        if status.st_size > max_bytes:
+            return _too_large(f"{status.st_size:,}", max_bytes)
+        pieces, size = [], 0
+        try:
+            # Its size first (allocating no more than that), then whatever it grew by, if anything.
+            while size <= max_bytes:
+                piece = file.read(min(max(status.st_size + 1 - size, 1 << 16), max_bytes + 1 - size))
+                if not piece:
+                    break
+                pieces.append(piece)
+                size += len(piece)
+        except OSError as error:
+            return f"cannot be read: {error.strerror or error}"
+    if size > max_bytes:  # it grew after the size check
+        return _too_large(f"more than {max_bytes:,}", max_bytes)
+    return b"".join(pieces)
+
+
+def _read_article(path: Path, folder: Path, max_bytes: int) -> Article | str:
     """The article in one file, or a short reason why there is none."""
     suffix = path.suffix.lower()
     if suffix not in _TEXT_SUFFIXES | _HTML_SUFFIXES:
         return f"unsupported extension {suffix}" if suffix else "no file extension"
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        return f"cannot be read: {error.strerror or error}"
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (Python 3.11)
+        return f"cannot be read: {error}"
+    if not resolved.is_relative_to(folder):
+        return "link to outside the folder"
+    data = _read_bounded(resolved, max_bytes)
+    if isinstance(data, str):
+        return data
     if not data.strip():
         return "empty file"
     if b"\x00" in data:
         return "binary file"
-    url = path.resolve().as_uri()
+    url = resolved.as_uri()
     if suffix in _HTML_SUFFIXES:
         return article_from_html(data, url) or "no extractable text in HTML"
     try:
@@ -46,15 +103,19 @@ def _read_article(path: Path) -> Article | str:
     return article if article.text else "no text left after cleaning"
 
 
-def read_fixture_dir(directory: Path) -> tuple[list[Article], list[SkippedFile]]:
+def read_fixture_dir(directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[Article], list[SkippedFile]]:
     """Read every article file directly inside a directory.
 
     ``.txt`` files go through `article_from_text`, ``.html``/``.htm`` files through
     `article_from_html`. Files are read in name order so runs are deterministic; hidden files
-    and subdirectories are ignored. A bad file is skipped with a warning, never raised.
+    and subdirectories are ignored. A bad file is skipped with a warning, never raised: one
+    larger than `max_bytes` (judged by its size before reading), a link to a file outside the
+    directory (a link to another file inside it is read), or anything but a regular file
+    (a FIFO, a device, a socket).
 
     Args:
         directory: The directory to read (not recursively).
+        max_bytes: Largest file read; a larger one is skipped unread.
 
     Returns:
         The articles, and the files that were skipped with the reason for each.
@@ -68,12 +129,13 @@ def read_fixture_dir(directory: Path) -> tuple[list[Article], list[SkippedFile]]
         raise FileNotFoundError(f"Fixture directory {directory} does not exist.")
     if not directory.is_dir():
         raise NotADirectoryError(f"Fixture path {directory} is not a directory.")
+    folder = directory.resolve()
     articles: list[Article] = []
     skipped: list[SkippedFile] = []
     for path in sorted(directory.iterdir(), key=lambda p: p.name):
         if path.name.startswith(".") or path.is_dir():
             continue
-        result = _read_article(path)
+        result = _read_article(path, folder, max_bytes)
         if isinstance(result, Article):
             articles.append(result)
         else:

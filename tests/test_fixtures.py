@@ -88,3 +88,79 @@ def test_file_instead_of_directory_raises(tmp_path):
 
     with pytest.raises(NotADirectoryError, match="not a directory"):
         read_fixture_dir(path)
+
+
+STORY = "date 2024-01-05 The council met on Monday.\n"
+
+
+def test_a_file_over_the_size_limit_is_skipped_unread(tmp_path):
+    import tracemalloc
+
+    with open(tmp_path / "huge.txt", "wb") as file:
+        file.truncate(200 * 1024 * 1024)  # sparse: takes no disk
+    (tmp_path / "small.txt").write_text(STORY, encoding="utf-8")
+
+    tracemalloc.start()
+    try:
+        articles, skipped = read_fixture_dir(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert [a.text for a in articles] == ["The council met on Monday."]
+    assert [(s.path.name, s.reason) for s in skipped] == [
+        ("huge.txt", "too large: 209,715,200 bytes, limit 10,485,760 (NEWSWATCH_FIXTURE_MAX_BYTES)")
+    ]
+    assert peak < 5 * 1024 * 1024
+
+
+def test_the_size_limit_is_a_parameter(tmp_path):
+    (tmp_path / "story.txt").write_text(STORY, encoding="utf-8")
+
+    assert read_fixture_dir(tmp_path, max_bytes=len(STORY))[1] == []
+    skipped = read_fixture_dir(tmp_path, max_bytes=len(STORY) - 1)[1]
+    assert skipped[0].reason == f"too large: {len(STORY)} bytes, limit {len(STORY) - 1} (NEWSWATCH_FIXTURE_MAX_BYTES)"
+
+
+def test_links_out_of_the_folder_are_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("date 2024-01-05 A secret outside the folder.", encoding="utf-8")
+    folder = tmp_path / "fixtures"
+    folder.mkdir()
+    (folder / "a_story.txt").write_text(STORY, encoding="utf-8")
+    (folder / "b_link_inside.txt").symlink_to(folder / "a_story.txt")
+    (folder / "c_relative_inside.txt").symlink_to("a_story.txt")
+    (folder / "d_passwd.txt").symlink_to("/etc/passwd")
+    (folder / "e_secret.txt").symlink_to(outside / "secret.txt")
+    (folder / "f_dotdot.txt").symlink_to("../outside/secret.txt")
+
+    articles, skipped = read_fixture_dir(folder)
+
+    assert [a.text for a in articles] == ["The council met on Monday."] * 3
+    assert {s.path.name: s.reason for s in skipped} == {
+        name: "link to outside the folder" for name in ("d_passwd.txt", "e_secret.txt", "f_dotdot.txt")
+    }
+
+
+def test_a_folder_reached_through_a_link_is_read(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "story.txt").write_text(STORY, encoding="utf-8")
+    (tmp_path / "alias").symlink_to(real)
+
+    articles, skipped = read_fixture_dir(tmp_path / "alias")
+
+    assert skipped == [] and len(articles) == 1
+
+
+def test_a_fifo_is_skipped_without_hanging(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "story.txt").write_text(STORY, encoding="utf-8")
+
+    articles, skipped = read_fixture_dir(tmp_path)
+
+    assert len(articles) == 1
+    assert [(s.path.name, s.reason) for s in skipped] == [("pipe.txt", "not a regular file (a FIFO)")]
