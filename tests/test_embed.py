@@ -321,3 +321,67 @@ def test_gpu_vectors_match_the_cpu(seed_texts):
         import torch
 
         Embedder(device=f"cuda:{torch.cuda.device_count()}").load()
+
+
+def test_a_text_is_cut_at_a_word_boundary_near_the_limit():
+    assert embed.truncate_text("short text", 100) == "short text"
+    assert embed.truncate_text("short text", None) == "short text"
+    assert embed.truncate_text("one two three", 7) == "one two"  # the limit falls on a space
+    assert embed.truncate_text("a" * 95 + " bcdefghijk", 100) == "a" * 95  # back to the last space (within 10%)
+    assert embed.truncate_text("x" * 50, 10) == "x" * 10  # no boundary: cut at the limit
+    long_word_at_end = "word " * 2000 + "y" * 5000
+    assert embed.truncate_text(long_word_at_end, 14_000) == long_word_at_end[:14_000]  # none near the limit
+
+
+def test_max_characters_bounds_the_work_on_a_huge_text(embedder):
+    import time
+
+    sentence = "The council met on Monday to discuss the budget of the town. "
+    huge = (sentence * (10_000_000 // len(sentence) + 1))[:10_000_000]
+    capped = Embedder(max_characters=20_000)
+    capped._model = embedder._model  # the same loaded model
+    started = time.monotonic()
+    vectors, counts = capped.embed([huge])
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, elapsed  # the whole text would take hours
+    head = embed.truncate_text(huge, 20_000)
+    assert len(head) <= 20_000 and head == huge[: len(head)] and not head.endswith(" ")
+    assert 0 < counts[0] == len(embedder.chunk(head)) <= 20_000 // len(sentence)
+    assert np.array_equal(vectors, embedder.embed([head])[0])
+
+
+def test_max_characters_leaves_short_texts_exactly_as_they_were(embedder, seed_texts):
+    capped = Embedder(max_characters=max(map(len, seed_texts)))
+    capped._model = embedder._model
+    vectors, counts = capped.embed(seed_texts)
+    uncapped_vectors, uncapped_counts = embedder.embed(seed_texts)
+    assert counts == uncapped_counts
+    assert np.array_equal(vectors, uncapped_vectors)
+    with pytest.raises(ValueError, match="max_characters"):
+        Embedder(max_characters=0)
+
+
+def test_a_model_that_cannot_be_loaded_is_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json", encoding="utf-8")
+    cases = {
+        "/etc/passwd": "embedding model /etc/passwd is a file, not a folder with a sentence-transformers model",
+        str(tmp_path / "empty"): f"embedding model folder {tmp_path / 'empty'} holds no model (no modules.json or config.json)",
+        str(tmp_path / "missing" / "model"): f"embedding model {tmp_path / 'missing' / 'model'} not found: no such folder",
+        "no-such-model": "embedding model no-such-model is neither a local folder nor in the Hugging Face cache",
+        "someone/no-such-model": "embedding model someone/no-such-model is neither a local folder nor in the Hugging Face cache",
+    }
+    for model, message in cases.items():
+        with pytest.raises(embed.EmbeddingModelError) as caught:
+            embed.check_model(model)
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+        with pytest.raises(embed.EmbeddingModelError, match="^embedding model"):
+            Embedder(model=model).load()
+    assert embed.check_model(embed.DEFAULT_MODEL) == embed.resolve_model(embed.DEFAULT_MODEL)
+    assert embed.check_model(str(tmp_path / "broken")) == str(tmp_path / "broken")
+    with pytest.raises(embed.EmbeddingModelError, match=f"^cannot load embedding model {tmp_path / 'broken'}: ") as caught:
+        Embedder(model=str(tmp_path / "broken")).load()
+    assert "\n" not in str(caught.value)
