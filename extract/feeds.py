@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from xml.sax import SAXParseException
 
 import courlan
 import feedparser
@@ -236,6 +237,24 @@ def _parse_json_feed(body: bytes, url: str) -> ParsedFeed:
                       tuple(entries))
 
 
+# feedparser's complaints about a well-formed document (a wrong declared encoding or media type):
+# the strict XML parse still succeeded, so an empty feed with one of these is really empty.
+_RECOVERED_PROBLEMS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
+
+def _describe_ill_formed(error: object, added_lines: int) -> str:
+    """What made the document ill-formed, as a phrase for one sentence.
+
+    `added_lines` is how many lines feedparser put before the document (an XML declaration of its
+    own when the document has none), so that the line number points into the body as served.
+    """
+    if isinstance(error, SAXParseException):
+        line = max(1, error.getLineNumber() - added_lines)
+        return f"XML syntax error at line {line}: {error.getMessage()}"
+    text = " ".join(str(error).split()) if error else ""
+    return f"{type(error).__name__}: {text}" if text else "the document is not well-formed XML"
+
+
 def _parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFeed:
     """An RSS or Atom feed, through feedparser."""
     # Without a content type feedparser assumes ISO-8859-1 and flags every feed; application/xml
@@ -268,6 +287,10 @@ def _parse_xml_feed(body: bytes, url: str, content_type: str | None) -> ParsedFe
                 ) or None,
                 guid=_plain_text(item.get("id"), False)))
     error = result.get("bozo_exception")
+    if result.get("bozo") and not entries and not isinstance(error, _RECOVERED_PROBLEMS):
+        # A document that is not well-formed and yields no entry is a broken feed, not an empty one.
+        has_declaration = _prolog_texts(body, content_type)[0].lstrip("\ufeff").startswith("<?xml")
+        raise FeedError(f"not a feed: {_describe_ill_formed(error, 0 if has_declaration else 1)}")
     warning = " ".join(f"{type(error).__name__}: {error}".split()) if result.get("bozo") else None
     title = _detail_text(result.feed.get("title"), result.feed.get("title_detail"))
     return ParsedFeed(title, _absolute_url(url, result.feed.get("link")), tuple(entries), warning)
@@ -285,10 +308,13 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None,
 
     Returns:
         The feed with one entry per canonical article URL (the first one wins); entries
-        without an http(s) link are skipped. `warning` says what feedparser recovered from.
+        without an http(s) link are skipped. `warning` says what feedparser recovered from
+        (an ill-formed feed that still gave entries is accepted with a warning).
 
     Raises:
-        FeedError: The body is too large, declares XML entities, or holds no feed at all.
+        FeedError: The body is too large, declares XML entities, holds no feed at all, or is
+            ill-formed XML from which no entry could be recovered. A well-formed feed without
+            entries is not an error.
     """
     if len(body) > max_bytes:
         raise FeedError(f"feed is larger than {max_bytes} bytes; refused")

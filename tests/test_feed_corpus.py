@@ -52,6 +52,11 @@ def test_every_corpus_feed_gives_entries_or_a_recorded_error(tmp_path, http_serv
         feeds_with_articles = connection.execute(
             "SELECT count(DISTINCT feed_id) FROM articles"
         ).fetchone()[0]
+        # An ill-formed feed is an error only when nothing could be recovered from it.
+        errored_with_articles = connection.execute(
+            "SELECT count(*) FROM feeds WHERE last_error IS NOT NULL"
+            " AND feed_id IN (SELECT feed_id FROM articles)"
+        ).fetchone()[0]
         articles = connection.execute("SELECT count(*) FROM articles").fetchone()[0]
     finally:
         connection.close()
@@ -59,5 +64,6 @@ def test_every_corpus_feed_gives_entries_or_a_recorded_error(tmp_path, http_serv
     assert all(fetched_at is not None and status == 200 for _, status, _, fetched_at in feeds)
     errored = {url for url, _, error, _ in feeds if error}
     assert errored == failed  # every feed error is a fetch_failures row too
+    assert errored_with_articles == 0
     assert feeds_with_articles >= 30 and articles == summary.new_articles > 100
     print(f"\n{len(files)} feeds: {feeds_with_articles} gave articles ({articles}), {len(errored)} recorded errors")

@@ -143,6 +143,55 @@ def test_empty_channel_is_a_feed_without_entries():
     assert (feed.title, feed.entries, feed.warning) == ("Quiet feed", (), None)
 
 
+TRUNCATED_RSS = (b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>\n'
+                 b"<title>Cut short</title><link>https://cut.example.org/</link>\n<item><title>Half an it")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (TRUNCATED_RSS, r"^not a feed: XML syntax error at line 4: no element found$"),
+        (rss("<item><title>No link</title></item"), r"^not a feed: XML syntax error at line 1: not well-formed"),
+        (b'<rss version="2.0"><channel><title>T</title></chanel></rss>', "XML syntax error at line 1: mismatched tag"),
+        (b"<feed xmlns='http://www.w3.org/2005/Atom'><title>T &hellip;</title></feed>", "undefined entity"),
+    ],
+    ids=["truncated", "unclosed-item", "mismatched-channel", "atom-undefined-entity"],
+)
+def test_ill_formed_feed_without_entries_is_a_feed_error(body, message):
+    # feedparser sets bozo and returns no entries; a feed that yields nothing must not look healthy.
+    with pytest.raises(FeedError, match=message) as raised:
+        parse_feed(body, url=FEED_URL, content_type="application/rss+xml")
+
+    assert "\n" not in str(raised.value)
+
+
+def test_ill_formed_feed_with_recoverable_entries_keeps_them_with_a_warning():
+    body = rss(item("https://ok.example.org/a", title="Caf&eacute; &amp; more")
+               + item("https://ok.example.org/b", title="Second") + "<item><title>Cut")
+
+    feed = parse_feed(body, url=FEED_URL, content_type="application/rss+xml")
+
+    assert [entry.url for entry in feed.entries] == ["https://ok.example.org/a", "https://ok.example.org/b"]
+    assert feed.warning.startswith("SAXParseException") and "\n" not in feed.warning
+
+
+@pytest.mark.parametrize("content_type", [None, "application/rss+xml", "text/plain", "text/html"])
+def test_well_formed_feed_without_items_is_healthy(content_type):
+    # A wrong media type makes feedparser set bozo, but the document itself is fine and empty.
+    feed = parse_feed(rss(""), url=FEED_URL, content_type=content_type)
+
+    assert (feed.title, feed.entries) == ("T", ())
+    assert feed.warning is None or "not an XML media type" in feed.warning
+
+
+def test_well_formed_feed_with_a_wrong_declared_encoding_is_healthy():
+    body = rss("", '<?xml version="1.0" encoding="utf-8"?>').replace(b"<title>T", "<title>Caf\xe9".encode("latin-1"))
+
+    feed = parse_feed(body, url=FEED_URL)
+
+    assert feed.entries == () and "CharacterEncodingOverride" in feed.warning
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
