@@ -65,6 +65,7 @@ class FetchResult:
     body: bytes | None = None  # decoded from gzip/deflate; None on error or 304
     content_type: str | None = None  # media type, lower-case, without parameters
     charset: str | None = None  # as declared in Content-Type, lower-case; not applied to body
+    # (give it to extract.content.article_from_html, which checks it against the bytes)
     etag: str | None = None
     last_modified: str | None = None
     retry_after: float | None = None  # seconds, from Retry-After

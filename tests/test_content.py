@@ -1,5 +1,6 @@
 """Cleaning, titles and extraction in extract.content."""
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from extract.content import (
     article_from_html,
     article_from_text,
+    decode_html,
     detect_language,
     fallback_title,
     guess_title,
@@ -309,3 +311,91 @@ def test_canonical_link_and_image_are_kept_but_a_home_page_canonical_is_not():
     home = article_from_html(_page("<link rel='canonical' href='https://example.com/'>", ENGLISH), "https://example.com/s")
     assert home.canonical_url is None
     assert article_from_html(_page("", ENGLISH), "https://example.com/s").canonical_url is None
+
+
+# --- charsets ------------------------------------------------------------------------------------
+
+# Short and French enough that a charset detector alone reads it as windows-1250 or -1257 ("naďve").
+FRENCH = "Café, naïve, € — l’été à Paris : très chaud, déjà 35 °C à midi, disent les météorologues français. "
+CYRILLIC = "Городской совет во вторник проголосовал за расширение ночной автобусной сети в северных районах. "
+
+
+def _declared_page(body: str, meta_charset: str | None = None) -> str:
+    meta = f"<meta charset='{meta_charset}'>" if meta_charset else ""
+    return (f"<html><head>{meta}<title>Un café naïf</title></head>"
+            f"<body><article><h1>Un café naïf</h1><p>{body}</p><p>{body}</p></article></body></html>")
+
+
+@pytest.mark.parametrize(
+    ("page", "charset"),
+    [
+        (_declared_page(FRENCH).encode("windows-1252"), "utf-8"),  # the header lies
+        (_declared_page(FRENCH, "utf-8").encode("windows-1252"), None),  # the <meta> lies
+        (_declared_page(FRENCH, "utf-8").encode("windows-1252"), "utf-8"),  # both lie
+        (_declared_page(FRENCH).encode("utf-8"), "iso-8859-1"),  # would read "cafÃ©"
+        (_declared_page(FRENCH, "iso-8859-1").encode("utf-8"), None),
+        (_declared_page(FRENCH, "utf-8").encode("utf-8"), "utf-8"),  # honest pages stay as they were
+        (_declared_page(FRENCH, "windows-1252").encode("windows-1252"), "windows-1252"),
+        (_declared_page(FRENCH, "iso-8859-1").encode("windows-1252"), "iso-8859-1"),  # as browsers read it
+    ],
+    ids=["utf8-header-cp1252-bytes", "utf8-meta-cp1252-bytes", "utf8-both-cp1252-bytes", "latin1-header-utf8-bytes",
+         "latin1-meta-utf8-bytes", "utf8-honest", "cp1252-honest", "latin1-honest"],
+)
+def test_page_in_a_wrong_declared_charset_is_read_in_the_right_one(page, charset):
+    article = article_from_html(page, "https://example.com/cafe", charset=charset)
+
+    assert article.title == "Un café naïf"
+    assert "Café, naïve, € — l’été à Paris" in article.text and "très chaud, déjà 35 °C à midi" in article.text
+    for garbled in ("Ã", "Â", "\ufffd", "ï¿½"):
+        assert garbled not in article.text + article.title
+
+
+def test_short_text_in_a_wrong_declared_charset():
+    page = b"<html><head><meta charset='utf-8'></head><body><p>caf\xe9, na\xefve, \x80</p></body></html>"
+
+    assert "café, naïve, €" in decode_html(page)
+    assert "café, naïve, €" in decode_html("<p>café, naïve, €</p>".encode(), "iso-8859-1")
+
+
+def test_page_mixing_utf8_with_stray_windows_1252_bytes():
+    page = _declared_page(FRENCH, "utf-8").encode("utf-8").replace("naïf</h1>".encode(), b"na\xeff \x96 M\xe4rz</h1>")
+
+    assert "Un café naïf – März</h1>" in decode_html(page, "utf-8") and "Ã" not in decode_html(page, "utf-8")
+
+
+def test_cyrillic_page_without_or_with_a_wrong_declaration():
+    page = _page("", CYRILLIC * 2).encode("windows-1251")
+
+    for charset in (None, "utf-8", "iso-8859-1"):
+        assert CYRILLIC in decode_html(page, charset)
+    assert CYRILLIC.strip() in article_from_html(page, "https://example.com/ru", charset="utf-8").text
+
+
+def test_bytes_that_are_no_text_in_any_charset_give_no_article():
+    noise = random.Random(7).randbytes(4000)
+    page = (b"<html><head><meta charset='utf-8'><title>x</title></head><body><article><p>" + noise
+            + b"</p></article></body></html>")
+
+    assert decode_html(page, "utf-8") is None
+    assert article_from_html(page, "https://example.com/noise", charset="utf-8") is None
+
+
+def test_declared_charset_that_is_unknown_or_not_a_text_encoding_is_ignored():
+    page = _declared_page(FRENCH).encode("windows-1252")
+
+    for charset in ("utf-7", "base64", "rot13", "x-nonsense", "unicode-escape"):
+        assert "Café, naïve, €" in decode_html(page, charset)
+
+
+def test_byte_order_mark_wins_over_the_declaration():
+    page = _declared_page(FRENCH, "iso-8859-1")
+
+    assert FRENCH in decode_html(page.encode("utf-16"), "iso-8859-1")
+    assert FRENCH in decode_html(page.encode("utf-16-le"), "utf-16le")
+
+
+def test_utf8_bytes_reach_trafilatura_as_before():
+    page = _declared_page(FRENCH, "iso-8859-1").encode("utf-8")
+
+    assert decode_html(b"\xef\xbb\xbf" + page) == "\ufeff" + page.decode()  # what trafilatura itself would do
+    assert article_from_html(page, "https://example.com/a") == article_from_html(page.decode(), "https://example.com/a")
