@@ -9,8 +9,10 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import logging
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from extract.embed import EmbeddingModelError
 from flows.settings import load_settings, settings_error_message
-from warehouse.connection import WarehouseError, open_warehouse
+from warehouse.connection import WarehouseError, open_warehouse, run_lock
 from warehouse.feeds import attention_reasons, list_feeds
 from warehouse.queries import list_stories, story_articles
 
@@ -52,6 +55,115 @@ def _settings(**overrides):
         fail(settings_error_message(error))
 
 
+def _refuse_special_file(db: Path) -> None:
+    if db.exists() and not db.is_file() and not db.is_dir():  # DuckDB's open of a FIFO would hang
+        fail(f"database path {db} is not a regular file")
+
+
+@contextmanager
+def _warehouse(db: Path, *, read_only: bool = False):
+    """The open warehouse; one line and exit 2 when it cannot be opened or used."""
+    _refuse_special_file(db)
+    try:
+        with open_warehouse(db, read_only=read_only) as connection:
+            yield connection
+    except WarehouseError as error:
+        fail(str(error))
+
+
+# DuckDB's file: three 4 KiB headers, then `total_blocks` blocks of `block_size` bytes.
+_DUCKDB_HEADER_BYTES = 3 * 4096
+
+
+def _check_run_can_start(db: Path) -> None:
+    """Fail in one line, before a flow starts, when another run holds the database or it is damaged.
+
+    Inside the flow the same failures would come with Prefect's traceback. The flow takes the run
+    lock itself; this only tries it, and only when its file exists, so nothing is created here.
+    """
+    if db.name and db.with_name(db.name + ".run.lock").is_file():  # `run_lock`'s file, made by the first run
+        try:
+            with run_lock(db):
+                pass
+        except WarehouseError as error:
+            fail(str(error))
+        except OSError as error:
+            fail(f"cannot take the run lock of database {db}: {error.strerror or error}")
+    _check_database(db)
+
+
+def _check_database(db: Path) -> None:
+    """Fail in one line when an existing database cannot be read to its end, before anything writes to it.
+
+    A truncated file is found by its size against its block count, other damage by reading the
+    first rows of every table: both cheap however large the database. It is opened read-only, so
+    nothing is written; a file that cannot be opened so (not a database, an older schema) is left
+    to the read-write open that follows, which says what is wrong or upgrades it.
+    """
+    _refuse_special_file(db)
+    if not db.is_file():
+        return
+    opened = False
+    try:
+        with open_warehouse(db, read_only=True) as connection:
+            opened = True
+            block_size, blocks = connection.execute(
+                "SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = current_database()"
+            ).fetchone()
+            size, needed = db.stat().st_size, _DUCKDB_HEADER_BYTES + block_size * blocks
+            if size < needed:
+                fail(f"database {db} is damaged: the file has {size:,} of the {needed:,} bytes it needs (truncated?)")
+            tables = connection.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            ).fetchall()
+            for schema, table in tables:
+                connection.execute(f'SELECT * FROM "{schema}"."{table}" LIMIT 1').fetchall()
+    except WarehouseError as error:
+        if opened:  # it opened, and reading it failed
+            fail(str(error))
+
+
+# Errors a command reports itself in one line when they come out of a flow.
+_REPORTED_ERRORS = (WarehouseError, EmbeddingModelError)
+
+
+class _NoTracebackForReportedErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _REPORTED_ERRORS):
+            record.exc_info = record.exc_text = None  # the message line stays; the command prints the error
+        return True
+
+
+def _quiet_reported_errors() -> None:
+    """Keep Prefect from logging a traceback for an error that the command reports in one line."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(item, _NoTracebackForReportedErrors) for item in logger.filters):
+            logger.addFilter(_NoTracebackForReportedErrors())
+
+
+def _load_in_background(embedder) -> None:
+    """Load the model while Prefect starts its server: both take seconds."""
+
+    def load() -> None:
+        try:
+            embedder.load()
+        except Exception:  # noqa: BLE001 - the flow loads it again, and the command reports the error in one line
+            pass
+
+    threading.Thread(target=load, daemon=True).start()
+
+
+def _check_model(settings) -> None:
+    """Fail in one line when the embedding model cannot be found (files only: the model is not loaded)."""
+    from extract.embed import check_model
+
+    try:
+        check_model(settings.model)
+    except EmbeddingModelError as error:
+        fail(f"{error} (NEWSWATCH_MODEL)")
+
+
 def _check_embed_device(settings) -> None:
     """Fail in one line when the settings ask for a GPU that torch does not see."""
     if settings.embed_device.startswith("cuda"):
@@ -76,10 +188,12 @@ def run(
     """
     settings = _settings(db=db)
     _check_embed_device(settings)
+    _check_model(settings)
     if fixtures is not None and not fixtures.exists():
         fail(f"fixture folder {fixtures} does not exist")
     if fixtures is not None and not fixtures.is_dir():
         fail(f"fixture path {fixtures} is not a folder")
+    _check_run_can_start(settings.db)
     from datetime import UTC, datetime
 
     from flows.pipeline import FeedFileError, import_feed_file
@@ -97,14 +211,14 @@ def run(
     from flows.ingest import ingest_feeds, ingest_fixtures
     from flows.pipeline import get_embedder
 
-    # Load the model while Prefect starts its server: both take seconds.
-    threading.Thread(target=get_embedder(settings).load, daemon=True).start()
+    _load_in_background(get_embedder(settings))
+    _quiet_reported_errors()
     try:
         if fixtures is not None:
             summary = ingest_fixtures(fixtures.resolve(), settings.db, settings)
         else:
             summary = ingest_feeds(settings.db, settings)
-    except WarehouseError as error:
+    except _REPORTED_ERRORS as error:
         fail(str(error))
     for skip in summary.skipped:
         typer.echo(f"warning: skipped {skip.path}: {skip.reason}", err=True)
@@ -162,11 +276,14 @@ def reextract(
 
     settings = _settings(db=db)
     _check_embed_device(settings)
+    _check_model(settings)
     if not settings.db.exists():
         fail(f"database {settings.db} does not exist yet: run `newswatch run` first")
+    _check_run_can_start(settings.db)
+    _quiet_reported_errors()
     try:
         summary = reextract_pages(settings.db, settings, everything=everything)
-    except WarehouseError as error:
+    except _REPORTED_ERRORS as error:
         fail(str(error))
     console.print(
         f"re-extracted {summary.pages} pages: {summary.changed} texts changed, {summary.unchanged} unchanged, "
@@ -190,11 +307,8 @@ def add_feed_command(
 
     settings = _settings(db=db)
     url = _feed_url(url)
-    try:
-        with open_warehouse(settings.db) as connection:
-            added = add_feed(connection, url, name, datetime.now(UTC))
-    except WarehouseError as error:
-        fail(str(error))
+    with _warehouse(settings.db) as connection:
+        added = add_feed(connection, url, name, datetime.now(UTC))
     console.print(f"added {url}" if added else f"already listed: {url}")
 
 
@@ -210,11 +324,8 @@ def remove_feed_command(
     from warehouse.feeds import remove_feed
 
     settings = _settings(db=db)
-    try:
-        with open_warehouse(settings.db) as connection:
-            removed = remove_feed(connection, feed)
-    except WarehouseError as error:
-        fail(str(error))
+    with _warehouse(settings.db) as connection:
+        removed = remove_feed(connection, feed)
     if not removed:
         fail(f"no feed {feed}")
     console.print(f"removed {feed}")
@@ -234,6 +345,8 @@ def import_opml_command(
     from flows.pipeline import FeedFileError, import_feed_file
 
     settings = _settings(db=db)
+    if file.exists() and not file.is_file() and not file.is_dir():  # reading a FIFO would hang
+        fail(f"cannot read {file}: not a regular file")
     try:
         listed, added = import_feed_file(file, settings.db, datetime.now(UTC))
     except (FeedFileError, WarehouseError) as error:
@@ -253,11 +366,8 @@ def export_opml_command(
     from extract.opml import OpmlFeed, write_opml
 
     settings = _settings(db=db)
-    try:
-        with open_warehouse(settings.db, read_only=True) as connection:
-            feeds = list_feeds(connection)
-    except WarehouseError as error:
-        fail(str(error))
+    with _warehouse(settings.db, read_only=True) as connection:
+        feeds = list_feeds(connection)
     document = write_opml([OpmlFeed(feed.url, feed.name) for feed in feeds])
     if output is None:
         typer.echo(document)
@@ -279,11 +389,8 @@ def feeds_command(db: DbOption = None) -> None:
 
 
     settings = _settings(db=db)
-    try:
-        with open_warehouse(settings.db, read_only=True) as connection:
-            feeds = list_feeds(connection)
-    except WarehouseError as error:
-        fail(str(error))
+    with _warehouse(settings.db, read_only=True) as connection:
+        feeds = list_feeds(connection)
     if not feeds:
         console.print("No feeds yet: add one with `newswatch add-feed URL`.")
         return
@@ -363,11 +470,10 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
         port = _settings(db=db).prefect_port
         api_url = os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     settings = _service_settings(db, interval, cron)
-    try:
-        with open_warehouse(settings.db):
-            pass  # create or upgrade it now: a bad path fails here, not in the first scheduled run
-    except WarehouseError as error:
-        fail(str(error))
+    _check_model(settings)
+    _check_database(settings.db)
+    with _warehouse(settings.db):
+        pass  # create or upgrade it now: a bad path fails here, not in the first scheduled run
     home = _prefect_home(settings)
     server = None
     if own_server:
@@ -463,12 +569,9 @@ def status(
             raise typer.Exit(1)
         console.print(f"ok: Prefect API {api_url} is healthy")
         return
-    try:
-        with open_warehouse(settings.db, read_only=True) as connection:
-            runs = recent_runs(connection, limit)
-            feeds = list_feeds(connection)
-    except WarehouseError as error:
-        fail(str(error))
+    with _warehouse(settings.db, read_only=True) as connection:
+        runs = recent_runs(connection, limit)
+        feeds = list_feeds(connection)
     now = datetime.now(UTC)
     if state:
         console.print(f"Service: running since {state['started_at'][:19]}Z (pid {state['pid']}), feed runs {state['schedule']}")
@@ -539,12 +642,9 @@ def _date(value) -> str:
 
 
 def _print_clusters(db: Path, limit: int = 20) -> None:
-    try:
-        with open_warehouse(db, read_only=True) as connection:
-            stories = list_stories(connection, limit)
-            members = story_articles(connection, [story["story_id"] for story in stories])
-    except WarehouseError as error:
-        fail(str(error))
+    with _warehouse(db, read_only=True) as connection:
+        stories = list_stories(connection, limit)
+        members = story_articles(connection, [story["story_id"] for story in stories])
     if not stories:
         console.print("No stories yet.")
         return

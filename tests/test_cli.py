@@ -182,3 +182,72 @@ def test_a_missing_gpu_is_one_line(tmp_path):
         newswatch("run", "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_EMBED_DEVICE": "cuda", "NEWSWATCH_EMBED_BACKEND": "openvino"}),
         "invalid settings: NEWSWATCH_EMBED_BACKEND=openvino runs on the CPU",
     )
+
+
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+
+
+def test_a_truncated_database_is_one_line_and_left_as_it_is(tmp_path):
+    db = tmp_path / "nw.duckdb"
+    made = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db))
+    assert made.returncode == 0, made.stderr
+    os.truncate(db, db.stat().st_size // 2)
+    before = db.read_bytes()
+    result = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db))
+    assert_one_line_error(result, str(db), "damaged", "truncated")
+    assert db.read_bytes() == before
+    assert not (tmp_path / "nw.duckdb.wal").exists()
+    assert_one_line_error(newswatch("reextract", "--db", str(db)), "damaged")
+    assert db.read_bytes() == before
+
+
+def test_a_model_that_is_not_a_model_is_one_line(tmp_path):
+    db = tmp_path / "x.duckdb"
+    result = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db), env={"NEWSWATCH_MODEL": "/etc/passwd"})
+    assert_one_line_error(result, "embedding model /etc/passwd is a file", "NEWSWATCH_MODEL")
+    assert not db.exists()
+    (tmp_path / "empty").mkdir()
+    result = newswatch("reextract", "--db", str(db), env={"NEWSWATCH_MODEL": str(tmp_path / "empty")})
+    assert_one_line_error(result, "holds no model", "NEWSWATCH_MODEL")
+    result = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db), env={"NEWSWATCH_MODEL": "no-such-model"})
+    assert_one_line_error(result, "neither a local folder nor in the Hugging Face cache")
+
+
+def test_a_model_that_fails_to_load_in_the_flow_gives_no_traceback(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{broken", encoding="utf-8")  # passes the file check, fails the load
+    result = newswatch("run", "--fixtures", str(SEEDS), "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_MODEL": str(model)})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "Exception in thread" not in result.stderr  # the model loading beside Prefect's start stays quiet
+    errors = [line for line in result.stderr.splitlines() if line.startswith("newswatch: error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"newswatch: error: cannot load embedding model {model}: ")
+    assert "not a valid JSON file" in errors[0]
+
+
+def test_a_second_run_on_the_same_database_is_one_line(tmp_path):
+    from warehouse.connection import run_lock
+
+    db = tmp_path / "x.duckdb"
+    with run_lock(db):  # as a run that is writing holds it
+        result = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db))
+    assert_one_line_error(result, f"another run is writing to {db}")
+    assert not db.exists()
+
+
+def test_an_infinite_poll_interval_is_one_line(tmp_path):
+    result = newswatch(
+        "run", "--fixtures", str(SEEDS), "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_POLL_INTERVAL_MINUTES": "inf"}
+    )
+    assert_one_line_error(result, "NEWSWATCH_POLL_INTERVAL_MINUTES")
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_special_files_are_refused_in_one_line(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_one_line_error(newswatch("run", "--fixtures", str(SEEDS), "--db", str(fifo)), "not a regular file")
+    assert_one_line_error(newswatch("clusters", "--db", "/dev/null"), "not a regular file")
+    assert_one_line_error(newswatch("import-opml", str(fifo), "--db", str(tmp_path / "x.duckdb")), "not a regular file")
+    assert_one_line_error(newswatch("add-feed", "https://example.org/feed", "--db", "/etc/passwd/x.duckdb"), "Not a directory")
