@@ -10,7 +10,8 @@ import sys
 
 import streamlit as st
 
-from dashboards.snapshot import CACHE_SECONDS, plain, refresh, source_from_arguments
+from dashboards.plain_text import plain
+from dashboards.snapshot import CACHE_SECONDS, refresh, source_from_arguments
 
 st.set_page_config(page_title="newswatch", layout="wide")
 

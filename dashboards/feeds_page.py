@@ -7,7 +7,8 @@ import streamlit as st
 from pydantic import ValidationError
 
 from dashboards import reads
-from dashboards.snapshot import Source, format_time, load, plain, source_from_arguments
+from dashboards.plain_text import http_link, plain
+from dashboards.snapshot import Source, format_time, load, source_from_arguments
 from dashboards.timeline import BUCKET_LENGTHS, bucket_start, timeline_chart
 from flows.settings import load_settings, settings_error_message
 from warehouse.feeds import FeedRecord, attention_reasons
@@ -37,7 +38,7 @@ def feed_rows(feeds: list[FeedRecord], statuses: list[str], reasons: list[list[s
             "failures in a row": feed.consecutive_failures,
             "next due": format_time(feed.next_due_at),
             "last new item": format_time(feed.last_new_item_at),
-            "url": feed.url,
+            "url": http_link(feed.url),
         }
         for feed, status, feed_reasons in zip(feeds, statuses, reasons)
     ]
@@ -81,7 +82,7 @@ def show(source: Source) -> None:
     try:
         settings = load_settings()
     except ValidationError as error:
-        st.error(settings_error_message(error))
+        st.error(plain(settings_error_message(error)))
         return
     window = st.segmented_control("New articles", list(WINDOWS), default=list(WINDOWS)[0], required=True)
     bucket, length = WINDOWS[window or list(WINDOWS)[0]]

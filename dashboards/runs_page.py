@@ -5,7 +5,8 @@ import sys
 import streamlit as st
 
 from dashboards import reads
-from dashboards.snapshot import Source, format_time, load, plain, source_from_arguments
+from dashboards.plain_text import plain
+from dashboards.snapshot import Source, format_time, load, source_from_arguments
 from warehouse.runs import RunRecord
 
 RUNS_SHOWN = 100
@@ -53,7 +54,7 @@ def show(source: Source) -> None:
         return
     latest = runs[0]
     columns = st.columns(4)
-    columns[0].metric("Latest run", latest.status)
+    columns[0].metric("Latest run", plain(latest.status))
     columns[1].metric("New articles", latest.new_articles, help="In the latest run")
     columns[2].metric("New stories", latest.new_stories, help="In the latest run")
     columns[3].metric("Failed runs", sum(run.status == "failed" for run in runs), help=f"Of the {len(runs)} shown")

@@ -8,7 +8,8 @@ import streamlit as st
 from pydantic import ValidationError
 
 from dashboards import reads
-from dashboards.snapshot import Source, count, format_time, load, plain, source_from_arguments
+from dashboards.plain_text import plain
+from dashboards.snapshot import Source, count, format_time, load, source_from_arguments
 from flows.settings import Settings, load_settings, settings_error_message
 
 RESULT_LIMIT = 50
@@ -91,7 +92,8 @@ def keyword_search(source: Source, query: str) -> None:
     if results is None:
         return
     if not results:
-        st.info(f"No article contains {' and '.join(repr(term) for term in terms)}.")
+        # The terms come from the URL (?q=...): a shared link must not bring markup.
+        st.info(f"No article contains {' and '.join(plain(repr(term)) for term in terms)}.")
         return
     show_results(results, "score", terms)
 
@@ -107,14 +109,14 @@ def semantic_search(source: Source, settings: Settings, query: str, min_similari
         return
     article_ids, matrix = vectors
     if not article_ids:
-        st.info(f"No article has a vector of the model {model} yet: run the pipeline with this model first.")
+        st.info(f"No article has a vector of the model {plain(model)} yet: run the pipeline with this model first.")
         return
     try:
-        with st.spinner(f"Embedding the query with {settings.model}…"):
+        with st.spinner(f"Embedding the query with {plain(settings.model)}…"):
             query_vector = get_embedder(settings).embed([query])[0][0]
     except Exception as error:  # a model that cannot load: say so in one line
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        st.error(f"Cannot load the embedding model {settings.model}: {first_line}")
+        st.error(f"Cannot load the embedding model {plain(settings.model)}: {plain(first_line)}")
         return
     similarities = matrix @ query_vector
     best = [index for index in np.argsort(-similarities, kind="stable")[:RESULT_LIMIT] if similarities[index] >= min_similarity]
@@ -156,7 +158,7 @@ def show(source: Source) -> None:
         try:
             settings = load_settings()
         except ValidationError as error:
-            st.error(settings_error_message(error))
+            st.error(plain(settings_error_message(error)))
             return
         semantic_search(source, settings, query, min_similarity)
     else:

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import streamlit as st
 
+from dashboards.plain_text import plain
 from warehouse.connection import WarehouseBusy, WarehouseError, open_warehouse
 
 CACHE_SECONDS = 30
@@ -129,7 +130,7 @@ def count(number: int, noun: str) -> str:
 
 def missing_database_message(path: Path) -> str:
     """What to tell a user whose database file does not exist."""
-    return f"No database at {path} yet: run `newswatch run --fixtures DIR` or `newswatch run` first."
+    return f"No database at {plain(str(path))} yet: run `newswatch run --fixtures DIR` or `newswatch run` first."
 
 
 def load(
@@ -161,7 +162,7 @@ def load(
         snapshot = cached(str(source.path), source.lock_wait, reader, arguments)
     except WarehouseError as error:
         if not is_busy(error):
-            st.error(str(error))
+            st.error(plain(str(error)))  # it names the file and quotes DuckDB, which may quote the file
             return None
         stale = _last_good.get(key)
         if stale is None:
@@ -184,14 +185,3 @@ def load(
         st.caption(f"data as of {format_time(snapshot.read_at, seconds=True)}")
     return snapshot.data
 
-
-# Markdown and Streamlit's own syntax (":red[...]", ":material/icon:", "$math$"); "." and "-" for
-# lines that would otherwise start a list.
-_MARKDOWN_SPECIALS = frozenset("\\`*_{}[]<>#+-.!|~$:")
-
-
-def plain(text: str | None, empty: str = "(untitled)") -> str:
-    """Text safe to show where Streamlit reads Markdown (labels, captions): specials escaped."""
-    if not text:
-        return empty
-    return "".join("\\" + character if character in _MARKDOWN_SPECIALS else character for character in text)

@@ -7,7 +7,8 @@ import streamlit as st
 
 from dashboards import reads
 from dashboards.difference import ADDED_STYLE, REMOVED_STYLE, TEXT_STYLE, word_difference
-from dashboards.snapshot import Source, format_time, load, plain, source_from_arguments
+from dashboards.plain_text import http_link, plain
+from dashboards.snapshot import Source, format_time, load, source_from_arguments
 from dashboards.timeline import bucket_for, bucket_start, timeline_chart
 
 SIMILARITY_MEANINGS = {
@@ -38,7 +39,7 @@ def article_rows(articles: list[dict]) -> list[dict]:
             "source": article["source_name"],
             "language": article["language"] or "",
             "duplicate": duplicate_marker(article, titles),
-            "url": article["url"],
+            "url": http_link(article["url"]),
         }
         for article in articles
     ]
@@ -110,7 +111,7 @@ def show(source: Source) -> None:
         on_change=lambda: st.query_params.update(story=st.session_state["story_choice"]),
     )
 
-    st.subheader(story["headline"] or "(untitled)", anchor=False)
+    st.subheader(plain(story["headline"]), anchor=False)
     articles = data["articles"]
     columns = st.columns(4)
     columns[0].metric("Articles", story["article_count"])

@@ -7,6 +7,8 @@ states use broken files; the concurrency test reads in another process while the
 """
 
 import json
+import re
+import string
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards import snapshot
 from dashboards.difference import word_difference
+from dashboards.plain_text import WORD_JOINER, http_link, plain
 from flows.ingest import ingest_fixtures
 from flows.pipeline import embedding_model_key, get_embedder
 from flows.settings import Settings
@@ -205,7 +208,7 @@ def test_story_detail_shows_articles_in_time_order_and_the_duplicate_beside_its_
 
     assert quiet(app) and not app.info
     assert data_as_of(app)
-    assert texts(app.subheader)[0] == seeded["story"]["headline"]
+    assert texts(app.subheader)[0] == plain(seeded["story"]["headline"])
     assert [metric.value for metric in app.metric] == ["3", "2", "1", "1"]
     table = app.dataframe[0].value
     assert list(table["title"]) == [seeded[name]["title"] for name in ("original", "rewrite", "other")]
@@ -215,7 +218,7 @@ def test_story_detail_shows_articles_in_time_order_and_the_duplicate_beside_its_
         "original", f"rewrite duplicate of: {seeded['original']['title']} ({similarity:.2f})", "original"
     ]
     summary = next(text for text in texts(app.markdown) if text.startswith("**rewrite**"))
-    assert snapshot.plain(f"similarity {similarity:.2f} (whole-article embedding cosine)") in summary
+    assert plain(f"similarity {similarity:.2f} (whole-article embedding cosine)") in summary
     assert "of words in common" in summary
     sides = [text for text in texts(app.markdown) if text.startswith(("**Original:**", "**Duplicate:**"))]
     assert [side.split(":**")[0] for side in sides] == ["**Original", "**Duplicate"]
@@ -232,12 +235,12 @@ def test_story_detail_shows_articles_in_time_order_and_the_duplicate_beside_its_
 def test_story_detail_without_a_story_id_shows_the_latest_and_an_unknown_id_says_so(seeded, monkeypatch):
     app = open_page(monkeypatch, seeded["db"], "story")
     assert quiet(app)
-    assert texts(app.subheader)[0] == seeded["story"]["headline"]
+    assert texts(app.subheader)[0] == plain(seeded["story"]["headline"])
 
     app = open_page(monkeypatch, seeded["db"], "story", {"story": "no-such-story"})
     assert not app.exception and not app.error
-    assert texts(app.warning) == [f"There is no story {snapshot.plain('no-such-story')}; showing the most recent one instead."]
-    assert texts(app.subheader)[0] == seeded["story"]["headline"]
+    assert texts(app.warning) == [f"There is no story {plain('no-such-story')}; showing the most recent one instead."]
+    assert texts(app.subheader)[0] == plain(seeded["story"]["headline"])
 
 
 def test_word_difference_escapes_html_and_marks_both_sides():
@@ -265,11 +268,11 @@ def test_keyword_search_finds_the_seeds_grouped_by_story(seeded, monkeypatch):
     assert quiet(app) and not app.info
     assert data_as_of(app)
     assert "3 articles in 1 story" in texts(app.caption)
-    assert [link.label for link in app.get("page_link")] == [f"**{snapshot.plain(seeded['story']['headline'])}**"]
-    assert sorted(result_titles(app)) == sorted(snapshot.plain(seeded[name]["title"]) for name in ("original", "rewrite", "other"))
+    assert [link.label for link in app.get("page_link")] == [f"**{plain(seeded['story']['headline'])}**"]
+    assert sorted(result_titles(app)) == sorted(plain(seeded[name]["title"]) for name in ("original", "rewrite", "other"))
 
     app.text_input[0].set_value('"Walter Bloomberg"').run()
-    assert result_titles(app) == [snapshot.plain(seeded["other"]["title"])]
+    assert result_titles(app) == [plain(seeded["other"]["title"])]
     assert any("rewrite duplicate" not in caption and "score 1" in caption for caption in texts(app.caption))
 
 
@@ -277,11 +280,12 @@ def test_keyword_search_binds_the_query_and_says_when_nothing_matches(seeded, mo
     app = open_page(monkeypatch, seeded["db"], "search", {"q": "'; DROP TABLE articles; --"})
 
     assert quiet(app)
-    assert texts(app.info) == ["No article contains \"';\" and 'drop' and 'table' and 'articles;' and '--'."]
+    terms = ["\"';\"", "'drop'", "'table'", "'articles;'", "'--'"]
+    assert texts(app.info) == [f"No article contains {' and '.join(plain(term) for term in terms)}."]
     with open_warehouse(seeded["db"], read_only=True) as connection:
         assert run(connection, "SELECT count(*) FROM articles") == [(3,)]
     app.text_input[0].set_value("100%_match").run()
-    assert texts(app.info) == ["No article contains '100%_match'."]
+    assert texts(app.info) == [f"No article contains {plain(repr('100%_match'))}."]
 
 
 def test_semantic_search_embeds_the_query_with_the_same_model(seeded, monkeypatch):
@@ -344,7 +348,7 @@ def test_feeds_page_shows_health_silent_and_failing_feeds_and_new_articles(tmp_p
         ("Feeds", "3"), ("OK", "1"), ("Failing", "1"), ("Silent", "1")
     ]
     assert texts(app.warning) == [
-        "Failing feeds: " + snapshot.plain("https://broken.example.com/feed.xml"), "Silent feeds: Quiet Gazette"
+        "Failing feeds: " + plain("https://broken.example.com/feed.xml"), "Silent feeds: Quiet Gazette"
     ]
     health = app.dataframe[0].value
     assert list(health["feed"]) == ["Example News", "Quiet Gazette", "https://broken.example.com/feed.xml"]
@@ -402,6 +406,226 @@ def test_runs_page_lists_runs_newest_first(tmp_path, monkeypatch):
     assert [(metric.label, metric.value) for metric in app.metric][0] == ("Latest run", "failed")
 
 
+# Hostile text: every string from a feed, a page or a file shows as plain text
+
+
+# Markdown, HTML, KaTeX, Streamlit's directives and shortcodes, and what Streamlit rewrites in the
+# parsed text (bare URLs, www. names and e-mail addresses become links, "->" and "--" arrows and dashes).
+HOSTILE = (
+    "Quokkagate ![x](http://127.0.0.1:9/pixel.png) [click](http://127.0.0.1:9/attack) :red[red] $x^2$ <b>bold</b> "
+    "https://example.org/bare www.example.net press@example.com :material/home: :smile: :streamlit: **strong** "
+    "_em_ `code` ~~gone~~ | a | -> -- >= &amp; <!-- c --> \\* 1. {x}"
+)
+# Any of these in a Markdown string would be HOSTILE's markup read as markup.
+MARKUP = (
+    "![", "](", ":red[", "$x^2$", "<b>", "://", "www.", "@example", ":material", ":smile:", ":streamlit:",
+    "**strong", "`code`", "~~", "<!--", "-->",
+)
+JAVASCRIPT_URL = "javascript:alert(document.domain)//"
+# The regular expressions Streamlit 1.67's Markdown applies to text after parsing (its frontend
+# bundle, StreamlitMarkdown.*.js): GFM literal autolinks (URL, e-mail), emoji, icon and logo
+# shortcodes, and typographic arrows and dashes.
+STREAMLIT_TEXT_REWRITES = [
+    re.compile(r"(https?://|www(?=\.))([-.\w]+)", re.IGNORECASE | re.ASCII),
+    re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)", re.ASCII),
+    re.compile(r":[\w+-][\w_+-]*:", re.ASCII),
+    re.compile(r":material[/_](\w+):", re.ASCII),
+    re.compile(r"(^|\s)(<->|->|<-|--|>=|<=|~=)(\s|$)"),
+]
+
+
+def parsed_text(markdown: str) -> str:
+    """The text a Markdown parser reads from a string whose every ASCII punctuation character is escaped."""
+    characters, text = iter(markdown), []
+    for character in characters:
+        if character == "\\":
+            character = next(characters)
+            assert character in string.punctuation, markdown
+        else:
+            assert character not in string.punctuation, f"unescaped {character!r} in {markdown!r}"
+        text.append(character)
+    return "".join(text)
+
+
+def test_plain_escapes_all_markdown_and_what_streamlit_rewrites_after_parsing():
+    text = f"{HOSTILE}\n# heading\n\n    code block\n- item\nsetext\n===  \nWWW.EXAMPLE.NET <-> ~= <="
+    shown = plain(text)
+
+    parsed = parsed_text(shown)
+    assert parsed.replace(WORD_JOINER, "") == " ".join(text.split())  # the same text, on one line
+    for rewrite in STREAMLIT_TEXT_REWRITES:
+        assert not rewrite.search(parsed), rewrite.pattern
+    # A CommonMark parser (with GFM tables and strikethrough) finds one paragraph of text, no markup.
+    markdown_it = pytest.importorskip("markdown_it")
+    from markdown_it.common.utils import escapeHtml
+
+    rendered = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(shown)
+    assert rendered == f"<p>{escapeHtml(parsed)}</p>\n"
+    assert plain(None) == plain("") == "(untitled)" and plain("", empty="") == ""
+    assert plain("Quiet Gazette") == "Quiet Gazette"
+
+
+def test_only_absolute_http_urls_become_links():
+    for url in ("https://example.org/a?b=1#c", "http://127.0.0.1:8501/story", "HTTPS://EXAMPLE.ORG"):
+        assert http_link(url) == url
+    for url in (
+        JAVASCRIPT_URL, "JavaScript:alert(1)", " https://example.org/", "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd", "//example.org/x", "/story?story=x", "https://", "https:// example.org", "", None,
+    ):
+        assert http_link(url) is None, url
+
+
+def hostile_database(path: Path) -> Path:
+    """A failing feed, a story of an article and its duplicate, a failure and a run, all named HOSTILE."""
+    now = datetime.now(UTC)
+    feed_url = "https://hostile.example.org/feed.xml"
+    feed_id = feed_id_for(feed_url)
+    with open_warehouse(path) as connection:
+        add_feed(connection, feed_url, f"Feed {HOSTILE}", now - timedelta(days=10))
+        add_feed(connection, JAVASCRIPT_URL, None, now - timedelta(days=10))
+        error = f"HTTP 500 {HOSTILE}"
+        record_feed_outcomes(connection, [
+            FeedOutcome(feed_id, now - timedelta(minutes=5), 500, error, None, None, now + timedelta(minutes=10), 0)
+        ])
+        record_fetch_failures(connection, [FetchFailure(f"{feed_url}?{HOSTILE}", feed_id, 500, error, now)])
+        for article_id, url, minutes, duplicate_of, image in (
+            ("h1", JAVASCRIPT_URL, 0, None, '<img src="http://127.0.0.1:9/original.png">'),
+            ("h2", "https://hostile.example.org/2", 30, "h1", '<img src="http://127.0.0.1:9/duplicate.png">'),
+        ):
+            run(
+                connection,
+                """
+                INSERT INTO articles (article_id, url, canonical_url, title, published_at, ingested_at, text, text_hash,
+                    author, language, site_name, source, duplicate_of, duplicate_kind, duplicate_similarity, story_id,
+                    feed_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    article_id, url, url, f"Title {HOSTILE}", START + timedelta(minutes=minutes), now,
+                    f"Text of {article_id}: {HOSTILE}\n\n{image}", f"hash-{article_id}", HOSTILE, "en", f"Site {HOSTILE}",
+                    "feed", duplicate_of,
+                    "copy" if duplicate_of else None, 0.9 if duplicate_of else None, "hostile-story", feed_id,
+                ],
+            )
+        record_run(connection, RunRecord(
+            f"run {HOSTILE}", f"flow {HOSTILE}", now - timedelta(minutes=6), now - timedelta(minutes=5),
+            f"status {HOSTILE}", message=f"message {HOSTILE}",
+        ))
+    return path
+
+
+def markdown_texts(app: AppTest) -> list[str]:
+    """Every string the page hands to Streamlit's Markdown."""
+    elements = [*app.title, *app.header, *app.subheader, *app.markdown, *app.caption, *app.info, *app.warning, *app.error]
+    metrics = [text for metric in app.metric for text in (metric.label, metric.value)]
+    return [*texts(elements), *(link.label for link in app.get("page_link")), *metrics]
+
+
+def assert_plain(app: AppTest) -> None:
+    """No Markdown string on the page carries HOSTILE's markup unescaped."""
+    for text in markdown_texts(app):
+        assert not [fragment for fragment in MARKUP if fragment in text], text
+
+
+def links(column) -> list[str | None]:
+    """A link column's cells, None where there is no link (pandas reads a missing one as NaN)."""
+    return [value if isinstance(value, str) else None for value in column]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Path:
+    """The hostile database, built once for the module."""
+    return hostile_database(tmp_path_factory.mktemp("hostile") / "hostile.duckdb")
+
+
+def test_hostile_text_is_plain_on_the_stories_page(hostile, monkeypatch):
+    app = open_page(monkeypatch, hostile)
+
+    assert quiet(app)
+    assert headlines(app) == [f"Title {HOSTILE}"]  # a table cell shows text as it is
+    assert list(app.dataframe[0].value["sources"]) == [f"Site {HOSTILE}"]
+    assert_plain(app)
+
+
+def test_hostile_text_is_plain_on_the_story_page(hostile, monkeypatch):
+    app = open_page(monkeypatch, hostile, "story", {"story": "hostile-story"})
+
+    assert quiet(app)
+    title = f"Title {HOSTILE}"
+    assert texts(app.subheader)[0] == plain(title)
+    assert any(caption.endswith(f"sources: {plain(f'Site {HOSTILE}')}") for caption in texts(app.caption))
+    sides = [text for text in texts(app.markdown) if text.startswith(("**Original:**", "**Duplicate:**"))]
+    assert sides == [f"**Original:** {plain(title)}", f"**Duplicate:** {plain(title)}"]
+    assert [text for text in texts(app.caption) if text.startswith(plain(f"Site {HOSTILE}") + " · seen ")]
+    table = app.dataframe[0].value
+    assert list(table["title"]) == [title, title]
+    assert list(table["source"]) == [f"Site {HOSTILE}"] * 2
+    assert list(table["duplicate"]) == ["original", f"copy duplicate of: {title} (0.90)"]
+    assert links(table["url"]) == [None, "https://hostile.example.org/2"]  # no javascript: link
+    bodies = [html for html in texts(app.html) if "white-space: pre-wrap" in html]
+    assert len(bodies) == 2
+    for body in bodies:
+        assert "<img" not in body and "<b>" not in body
+        assert "&lt;img " in body and "src=&quot;http://127.0.0.1:9/" in body and "&lt;b&gt;bold&lt;/b&gt;" in body
+    assert_plain(app)
+
+
+def test_hostile_text_is_plain_on_the_search_page(hostile, monkeypatch):
+    app = open_page(monkeypatch, hostile, "search", {"q": "quokkagate"})
+
+    assert quiet(app)
+    assert [link.label for link in app.get("page_link")] == [f"**{plain(f'Title {HOSTILE}')}**"]
+    assert result_titles(app) == [plain(f"Title {HOSTILE}")] * 2
+    assert len([text for text in texts(app.caption) if text.startswith(plain(f"Site {HOSTILE}") + " · seen ")]) == 2
+    assert_plain(app)
+
+    # The query comes from the URL: a shared link must not bring markup either.
+    query = "![x](http://127.0.0.1:9/query.png)"
+    app = open_page(monkeypatch, hostile, "search", {"q": query})
+    assert texts(app.info) == [f"No article contains {plain(repr(query))}."]
+    assert_plain(app)
+
+
+def test_hostile_text_is_plain_on_the_feeds_page(hostile, monkeypatch):
+    app = open_page(monkeypatch, hostile, "feeds")
+
+    assert not app.exception and not app.error
+    assert texts(app.warning) == ["Failing feeds: " + plain(f"Feed {HOSTILE}")]
+    health = app.dataframe[0].value
+    assert list(health["feed"]) == [f"Feed {HOSTILE}", JAVASCRIPT_URL]
+    assert links(health["url"]) == ["https://hostile.example.org/feed.xml", None]  # no javascript: link
+    assert list(health["attention"])[0] == f"failing ×1: HTTP 500 {HOSTILE}"
+    failures = app.dataframe[1].value
+    assert list(failures["error"]) == [f"HTTP 500 {HOSTILE}"]
+    assert list(failures["feed"]) == [f"Feed {HOSTILE}"]
+    assert_plain(app)
+
+
+def test_hostile_text_is_plain_on_the_runs_page(hostile, monkeypatch):
+    app = open_page(monkeypatch, hostile, "runs")
+
+    assert quiet(app)
+    assert app.metric[0].value == plain(f"status {HOSTILE}")
+    (caption,) = [text for text in texts(app.caption) if text.startswith("latest: ")]
+    assert caption.startswith(f"latest: {plain(f'flow {HOSTILE}')} started ")
+    assert caption.endswith(f" · run {plain(f'run {HOSTILE}')}")
+    assert list(app.dataframe[0].value["message"]) == [f"message {HOSTILE}"]
+    assert_plain(app)
+
+
+def test_a_hostile_database_path_is_plain(tmp_path, monkeypatch):
+    folder = tmp_path / "[x](http:" / "127.0.0.1:9)"
+    folder.mkdir(parents=True)
+    database = folder / "$x^2$ *news*.duckdb"
+
+    app = open_page(monkeypatch, database, "stories")
+
+    assert texts(app.info) == [snapshot.missing_database_message(database)]
+    assert plain(str(database)) in app.info[0].value
+    assert app.sidebar.caption[0].value == f"newswatch · {plain(str(database))} (read-only)"
+    assert_plain(app)
+
+
 # Empty and broken databases
 
 
@@ -409,7 +633,7 @@ EMPTY_MESSAGES = {
     "stories": "No stories yet: run `newswatch run` (feeds) or `newswatch run --fixtures DIR` (files) first.",
     "story": "No stories yet: run `newswatch run` (feeds) or `newswatch run --fixtures DIR` (files) first.",
     "feeds": "No feeds yet: add one with `newswatch add-feed URL` or `newswatch import-opml FILE`.",
-    "search": "No article contains 'gaza'.",
+    "search": f"No article contains {plain(repr('gaza'))}.",
 }
 
 
@@ -463,7 +687,7 @@ def test_a_database_of_an_older_schema(page, tmp_path, monkeypatch):
 
     assert not app.exception and not app.warning
     assert texts(app.error) == [
-        f"database {database} has schema version 2; run `newswatch run` to upgrade it to {MIGRATIONS[-1].version}"
+        plain(f"database {database} has schema version 2; run `newswatch run` to upgrade it to {MIGRATIONS[-1].version}")
     ]
     assert not app.dataframe
 
@@ -475,7 +699,7 @@ def test_a_file_that_is_not_a_database(tmp_path, monkeypatch):
     app = open_page(monkeypatch, database)
 
     assert not app.exception
-    assert len(app.error) == 1 and str(database) in app.error[0].value
+    assert len(app.error) == 1 and plain(str(database)) in app.error[0].value
     assert not app.dataframe and not app.info
 
 

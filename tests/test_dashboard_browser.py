@@ -2,8 +2,11 @@
 
 Chromium is driven over the Chrome DevTools Protocol (a websocket, with the `websockets` package
 Streamlit already needs): navigate, wait until the page's own text shows the story, take a
-screenshot, read the rendered text. Without Chromium the test is skipped, except in CI (CI=true),
+screenshot, read the rendered text. Without Chromium the tests are skipped, except in CI (CI=true),
 where its absence is a failure. Set NEWSWATCH_SCREENSHOT_DIR to keep the screenshots there too.
+
+The database also holds a story, a feed and a run whose strings are Markdown and HTML pointing at
+a local HTTP server: the browser must show them as text and never ask that server for anything.
 """
 
 import asyncio
@@ -30,10 +33,12 @@ from flows.ingest import ingest_fixtures
 from flows.pipeline import get_embedder
 from flows.settings import Settings
 from tests.conftest import SEEDS
+from tests.http_server import LocalServer, make_server_fixture, static
 from warehouse.connection import open_warehouse
 from warehouse.feeds import FeedOutcome, FetchFailure, add_feed, feed_id_for, record_fetch_failures, record_feed_outcomes
 from warehouse.queries import list_stories
 from warehouse.runs import RunRecord, record_run
+from warehouse.sql import run
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -42,6 +47,16 @@ CHROMIUM_FLAGS = [
 ]
 STARTUP_SECONDS = 60
 RENDER_SECONDS = 30
+# A 1×1 PNG: what a tracking pixel would be.
+PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+HOSTILE_STORY = "hostile-story"
+# Streamlit keeps bare URLs, shortcodes, arrows and dashes as text by a word joiner inside them
+# (dashboards/plain_text.py); it is invisible, so the text a reader sees is read without it.
+WORD_JOINER = "\u2060"
+
+http_server = make_server_fixture({"/*": static(PIXEL_PNG, "image/png")}, scope="module")
 
 
 def chromium_path() -> str | None:
@@ -146,7 +161,7 @@ class Browser:
         Rendered means: the script has finished, no placeholder is left (charts load lazily) and
         the text stayed the same over two polls. The text is what a reader sees (innerText) plus
         the data grids' cell text, which Streamlit draws on a canvas and mirrors in an
-        accessible table.
+        accessible table, without invisible word joiners.
         """
         await self.call("Page.navigate", url=url)
         deadline = time.monotonic() + seconds
@@ -156,6 +171,7 @@ class Browser:
                 "document.body.innerText + '\\n' + Array.from(document.querySelectorAll('[role=gridcell], td'))"
                 ".map(cell => cell.textContent).join('\\n')"
             ) or ""
+            text = text.replace(WORD_JOINER, "")
             busy = await self.evaluate(
                 "!!document.querySelector('[data-testid=stStatusWidget], [data-testid=stSkeleton]')"
                 " || Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart]'))"
@@ -239,9 +255,54 @@ def chromium_executable() -> str:
     return executable
 
 
+def hostile_text(server: str, name: str) -> str:
+    """Markdown and HTML that would load an image from the server, link to it and style itself."""
+    return (
+        f"{name} Quokkagate ![x]({server}/{name}.png) [click]({server}/attack) :red[red] $x^2$ <b>bold</b> "
+        "https://example.org/bare www.example.net press@example.com :material/home: -> --"
+    )
+
+
+def add_hostile_history(db: Path, server: str) -> None:
+    """A story of an article and its duplicate, a failing feed and a run, every string hostile."""
+    now = datetime.now(UTC)
+    feed_url = "https://hostile.invalid/feed.xml"
+    feed_id = feed_id_for(feed_url)
+    with open_warehouse(db) as connection:
+        add_feed(connection, feed_url, hostile_text(server, "feed"), now - timedelta(days=10))
+        error = hostile_text(server, "error")
+        record_feed_outcomes(connection, [
+            FeedOutcome(feed_id, now - timedelta(minutes=5), 500, error, None, None, now + timedelta(minutes=10), 0)
+        ])
+        record_fetch_failures(connection, [FetchFailure(feed_url, feed_id, 500, error, now)])
+        for article_id, url, hour, duplicate_of in (
+            ("hostile-1", "javascript:alert(document.domain)//", 6, None),
+            ("hostile-2", "https://hostile.invalid/2", 7, "hostile-1"),
+        ):
+            text = f"{hostile_text(server, 'text')} <img src=\"{server}/{article_id}.png\"> {article_id}"
+            run(
+                connection,
+                "INSERT INTO articles (article_id, url, canonical_url, title, published_at, ingested_at, text,"
+                " text_hash, language, site_name, source, duplicate_of, duplicate_kind, duplicate_similarity,"
+                " story_id, feed_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'en', ?, 'feed', ?, ?, ?, ?, ?)",
+                [
+                    article_id, url, url, hostile_text(server, "title"), datetime(2023, 11, 29, hour, tzinfo=UTC),
+                    now, text, f"hash-{article_id}", hostile_text(server, "site"), duplicate_of,
+                    "copy" if duplicate_of else None, 0.9 if duplicate_of else None, HOSTILE_STORY, feed_id,
+                ],
+            )
+        # Started last (after the seeds' run), so the page's "latest" caption names it.
+        record_run(connection, RunRecord(
+            hostile_text(server, "run"), "ingest-feeds", now, now, "completed", feeds_polled=1, errors=1,
+            message=hostile_text(server, "message"),
+        ))
+
+
 @pytest.fixture(scope="module")
-def served(chromium_executable, tmp_path_factory) -> tuple[Path, str]:
+def served(chromium_executable, http_server, tmp_path_factory) -> tuple[Path, str]:
     """The dashboard serving the seeds (ingested by the real flow) plus feed health and run history.
+
+    It also serves a hostile story, feed and run (`add_hostile_history`) pointing at `http_server`.
 
     The server starts first and the database is built while it starts: both take seconds.
     """
@@ -254,6 +315,7 @@ def served(chromium_executable, tmp_path_factory) -> tuple[Path, str]:
         with prefect_test_harness(server_startup_timeout=120):
             ingest_fixtures(SEEDS, db, Settings())
         add_feed_history(db)
+        add_hostile_history(db, http_server.base_url)
 
     with dashboard(db, folder / "dashboard.log", while_starting=build) as base_url:
         yield db, base_url
@@ -262,7 +324,7 @@ def served(chromium_executable, tmp_path_factory) -> tuple[Path, str]:
 def test_every_page_renders_in_chromium(served, chromium_executable, tmp_path):
     seeded_database, base_url = served
     with open_warehouse(seeded_database, read_only=True) as connection:
-        (story,) = list_stories(connection)
+        (story,) = [story for story in list_stories(connection) if story["story_id"] != HOSTILE_STORY]
     headline = story["headline"]
 
     async def visit(devtools_url: str) -> dict[str, str]:
@@ -307,3 +369,83 @@ def test_every_page_renders_in_chromium(served, chromium_executable, tmp_path):
     if keep := os.environ.get("NEWSWATCH_SCREENSHOT_DIR"):
         for name in texts:
             shutil.copy(tmp_path / f"dashboard-{name}.png", Path(keep) / f"dashboard-{name}.png")
+
+
+# What of a hostile string Streamlit would have turned into markup, found in the rendered page
+# (TEST_SERVER: the local server's host and port).
+MARKUP_FOUND = """(() => {
+    const own = value => value.includes('TEST_SERVER');
+    const exact = (selector, text) => Array.from(document.querySelectorAll(selector))
+        .filter(element => element.textContent.trim() === text).length;
+    return {
+        images: Array.from(document.querySelectorAll('img, image, source, video, audio, iframe, object, embed'))
+            .map(element => ['src', 'href', 'data'].map(name => element.getAttribute(name) || '').join(' '))
+            .filter(own),
+        links: Array.from(document.querySelectorAll('a[href]')).map(link => link.href)
+            .filter(href => own(href) || /example[.](org|net|com)|^mailto:|^javascript:/i.test(href)),
+        math: document.querySelectorAll('.katex, math').length,
+        bold: exact('b, strong', 'bold'),
+        red: exact('span[class*=Colored], span[style*=color]', 'red'),
+        icons: exact('[role=img]', 'home'),
+    };
+})()"""
+
+
+def test_hostile_text_shows_as_plain_text_in_chromium(served, chromium_executable, http_server: LocalServer, tmp_path):
+    _, base_url = served
+    server = http_server.base_url
+    title, site = hostile_text(server, "title"), hostile_text(server, "site")
+    # URL, what shows once the page has rendered (with what its tables show, as their cells fill in
+    # last), and the hostile strings it must show as they are.
+    pages = {
+        "story": (
+            f"{base_url}/story?story={HOSTILE_STORY}",
+            ["Duplicates side by side", "Original:", "Duplicate:", "2023-11-29 07:00"],
+            [title, site, hostile_text(server, "text")],
+        ),
+        "stories": (f"{base_url}/", ["Stories", "2 stories", "fixtures", title, site], [title, site]),
+        "search": (f"{base_url}/search?q=quokkagate", ["2 articles in 1 story"], [title, site]),
+        "feeds": (
+            f"{base_url}/feeds",
+            ["Failing feeds:", "Latest fetch failures", "Quiet Gazette", "HTTP 500 Internal", hostile_text(server, "error")],
+            [hostile_text(server, "feed"), hostile_text(server, "error")],
+        ),
+        "runs": (
+            f"{base_url}/runs", ["Runs", "data as of", "ingest-fixtures", "0:42", hostile_text(server, "message")],
+            [hostile_text(server, "run"), hostile_text(server, "message")],
+        ),
+    }
+
+    async def visit(devtools_url: str) -> dict[str, tuple[str, str, dict]]:
+        async with websockets.connect(devtools_url, max_size=64 * 1024 * 1024) as connection:
+            browser = Browser(connection)
+            await browser.call("Page.enable")
+            await browser.resize(1400, 1400)
+            seen = {}
+            for name, (url, ready, _) in pages.items():
+                text = await browser.open(url, *ready)
+                # The headline itself (the heading, the search result's link), not a table cell or a select box.
+                headings = await browser.evaluate(
+                    "Array.from(document.querySelectorAll('h1, h2, h3, [data-testid=stPageLink]'))"
+                    ".map(element => element.innerText).join('\\n')"
+                )
+                markup = await browser.evaluate(MARKUP_FOUND.replace("TEST_SERVER", f"127.0.0.1:{http_server.port}"))
+                seen[name] = (text, headings.replace(WORD_JOINER, ""), markup)
+                await browser.screenshot(tmp_path / f"hostile-{name}.png")
+            await asyncio.sleep(1)  # an image the last page asked for would have been requested by now
+            return seen
+
+    with chromium(chromium_executable, tmp_path / "profile", tmp_path / "chromium.log") as devtools_url:
+        seen = asyncio.run(visit(devtools_url))
+
+    if keep := os.environ.get("NEWSWATCH_SCREENSHOT_DIR"):
+        for name in pages:
+            shutil.copy(tmp_path / f"hostile-{name}.png", Path(keep) / f"hostile-{name}.png")
+    nothing = {"images": [], "links": [], "math": 0, "bold": 0, "red": 0, "icons": 0}
+    assert {name: markup for name, (_, _, markup) in seen.items()} == {name: nothing for name in pages}
+    assert http_server.paths_seen() == []  # no pixel, no link followed, nothing prefetched
+    for name, (_, _, literals) in pages.items():
+        text = seen[name][0]
+        assert "Traceback" not in text, name
+        assert [literal for literal in literals if literal not in text] == [], name
+    assert title in seen["story"][1] and title in seen["search"][1]
