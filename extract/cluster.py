@@ -42,7 +42,9 @@ class ClusterItem:
     """A new original article to place.
 
     `candidates` names the stored stories it may join (those of its nearest stored articles);
-    None allows every stored story. Stories opened by the batch are always candidates.
+    None allows every story. `batch_neighbours` names its nearest articles of the same batch:
+    it may also join the stories they are in at the time; None allows every story the batch
+    opened.
     """
 
     article_id: str
@@ -50,6 +52,7 @@ class ClusterItem:
     terms: Mapping[str, int]
     published_at: datetime | None = None
     candidates: frozenset[str] | None = None
+    batch_neighbours: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,11 @@ class _Clustering:
             rows = np.arange(len(self.stories))
         else:
             stored = [self.row_of[story_id] for story_id in item.candidates if story_id in self.row_of]
-            rows = np.fromiter(sorted({*stored, *self.opened}), dtype=np.int64)
+            if item.batch_neighbours is None:
+                batch = self.opened
+            else:
+                batch = {self.where[a][0] for a in item.batch_neighbours if a in self.where}
+            rows = np.fromiter(sorted({*stored, *batch}), dtype=np.int64)
         if not len(rows):
             return rows
         eligible = self.sizes[rows] > 0
@@ -256,12 +263,14 @@ class _Clustering:
             if not story.members:
                 continue
             members = [by_id[article_id] for article_id in sorted(story.members)]
-            candidates = None
+            candidates = batch_neighbours = None
             if all(member.candidates is not None for member in members):
                 candidates = frozenset().union(*(member.candidates for member in members))
+            if all(member.batch_neighbours is not None for member in members):
+                batch_neighbours = frozenset().union(*(member.batch_neighbours for member in members)) - story.members
             summary = ClusterItem(
                 "", story.vector_sum / max(float(np.linalg.norm(story.vector_sum)), 1e-12),
-                Counter(story.term_counts), story.first_published_at, candidates,
+                Counter(story.term_counts), story.first_published_at, candidates, batch_neighbours,
             )
             scores = [self.where[member.article_id][1] for member in members]
             for member in members:

@@ -36,6 +36,7 @@ class DedupeItem:
     terms: Mapping[str, int]
     duplicate_of: str | None = None
     neighbours: frozenset[str] | None = None  # for new articles: the stored ones worth comparing (None: all)
+    batch_neighbours: frozenset[str] | None = None  # for new articles: the batch's ones worth comparing (None: all)
 
 
 @dataclass(frozen=True)
@@ -145,25 +146,35 @@ class _Pool:
         return self._shingles[position]
 
     def _rows(self, position: int) -> np.ndarray:
-        """Pool positions an article is compared with: its stored neighbours (or all stored) and the batch."""
-        neighbours = self.items[position].neighbours
-        if neighbours is None:
-            return np.arange(len(self.items))
-        stored = [self.position_of[a] for a in neighbours if a in self.position_of and self.position_of[a] < self.offset]
-        return np.array(sorted({*stored, *range(self.offset, len(self.items))}), dtype=np.int64)
+        """Pool positions an article is compared with: its stored and batch neighbours (or all of either)."""
+        item = self.items[position]
+        if item.neighbours is None:
+            stored = range(self.offset)
+        else:
+            stored = [self.position_of[a] for a in item.neighbours if self.position_of.get(a, self.offset) < self.offset]
+        if item.batch_neighbours is None:
+            batch = range(self.offset, len(self.items))
+        else:
+            batch = [position, *(self.position_of[a] for a in item.batch_neighbours if self.position_of.get(a, -1) >= self.offset)]
+        return np.array(sorted({*stored, *batch}), dtype=np.int64)
 
     @staticmethod
-    def _runner_up(rows: np.ndarray, similarities: np.ndarray, exclude: set[int]) -> float:
-        for other in np.argsort(-similarities, kind="stable")[: len(exclude) + 1]:
-            if int(rows[other]) not in exclude:
+    def _runner_up(rows: np.ndarray, similarities: np.ndarray, excluded) -> float:
+        """The highest similarity among rows that are not `excluded(position)`."""
+        for other in np.argsort(-similarities, kind="stable"):
+            if not excluded(int(rows[other])):
                 return float(similarities[other])
         return -1.0
 
     def _stands_out(self, position: int, candidate: int, similarity: float, rows: np.ndarray, similarities: np.ndarray) -> bool:
-        exclude = {position, candidate} | self.groups.get(self.root[self.items[candidate].article_id], set())
+        group = self.groups.get(self.root[self.items[candidate].article_id], set())
+
+        def excluded(other: int) -> bool:  # the pair itself and the candidate's own copies
+            return other == position or other == candidate or other in group
+
         candidate_similarities = self.vectors[rows] @ self.items[candidate].vector
         runner_up = max(
-            self._runner_up(rows, similarities, exclude), self._runner_up(rows, candidate_similarities, exclude)
+            self._runner_up(rows, similarities, excluded), self._runner_up(rows, candidate_similarities, excluded)
         )
         return similarity - runner_up >= self.rules.rewrite_margin
 

@@ -23,6 +23,7 @@ from extract.content import EXTRACTOR, Article, text_hash
 from extract.dedupe import DedupeItem, DedupeRules, find_duplicates
 from extract.embed import Embedder
 from extract.feeds import canonicalize_url
+from extract.neighbours import nearest_in_batch
 from extract.terms import TermWeights, extract_terms
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
@@ -76,11 +77,11 @@ def canonical_url(url: str) -> str:
 @lru_cache(maxsize=4)
 def _embedder(
     model: str, chunk_tokens: int, batch_size: int, threads: int, backend: str = "torch", max_chunks: int = 0,
-    device: str = "auto",
+    device: str = "auto", max_characters: int | None = None,
 ) -> Embedder:
     return Embedder(
         model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None, backend=backend,
-        max_chunks=max_chunks, device=device,
+        max_chunks=max_chunks, device=device, max_characters=max_characters,
     )
 
 
@@ -88,7 +89,7 @@ def get_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (the model loads once per process)."""
     return _embedder(
         settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend,
-        settings.embed_max_chunks, settings.embed_device,
+        settings.embed_max_chunks, settings.embed_device, settings.embed_max_characters,
     )
 
 
@@ -155,39 +156,54 @@ class EmbeddingPrefetch:
     """Embeds article texts in a background thread while the rest of the batch is still arriving.
 
     A feed run hands over each article's text as soon as it is extracted (`add`), so the model
-    works while pages are still being fetched and extracted; the run then takes the vectors
-    (`finish`) and embeds only what is left. Each batch is first checked against the vectors
-    already stored, so a text stored before is not embedded again. The model releases the GIL,
-    so the thread runs beside the fetching event loop. A failure is logged and leaves the texts
-    to the run's own embedding step.
+    works while pages are still being fetched and extracted; each stored batch then takes the
+    vectors of its texts (`vectors_for`, waiting for those still queued) and embeds only what is
+    left. Each group of texts is first checked against the vectors already stored, so a text
+    stored before is not embedded again. The model releases the GIL, so the thread runs beside the
+    fetching event loop. A failure is logged and leaves the texts to the run's own embedding step.
 
     Only OpenVINO embeds ahead. PyTorch's threads slow down sharply when they share the cores with
-    the extraction workers (throughput bench: 94 s without overlap, 100 s with it), so with
-    PyTorch the texts are left to the run as well. On a GPU, embedding ahead gained nothing either
-    (16 cores and an H100: 41.6 articles/s without it, 32–41 with it): chunking the texts is
-    Python work that competes with fetching for the interpreter.
+    the extraction workers, and on a GPU chunking the texts is Python work that competes with
+    fetching for the interpreter (BENCHMARKS.md), so there the texts are left to the run as well.
     """
 
     def __init__(self, db: Path, settings: Settings, batch_articles: int = 16):
         self._db, self._settings, self._batch_articles = db, settings, batch_articles
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
         self._vectors: dict[str, tuple[np.ndarray, int]] = {}
         self._seen: set[str] = set()
+        self._pending: set[str] = set()  # queued and not yet embedded (or given up)
+        self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def add(self, text: str) -> None:
         """Queue a text for embedding (the thread starts with the first one)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="embedding-prefetch", daemon=True)
-            self._thread.start()
-        self._queue.put(text)
+        digest = text_hash(text)
+        with self._changed:
+            if digest in self._seen:
+                return
+            self._seen.add(digest)
+            self._pending.add(digest)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="embedding-prefetch", daemon=True)
+                self._thread.start()
+        self._queue.put((digest, text))
+
+    def vectors_for(self, digests) -> dict[str, tuple[np.ndarray, int]]:
+        """The (vector, chunk count) of these text hashes that were embedded ahead, waiting for queued ones."""
+        wanted = set(digests)
+        with self._changed:
+            self._changed.wait_for(lambda: not (wanted & self._pending))
+            return {digest: self._vectors.pop(digest) for digest in wanted if digest in self._vectors}
 
     def finish(self) -> dict[str, tuple[np.ndarray, int]]:
-        """Wait for the queued texts; their (vector, chunk count) by text hash."""
+        """Wait for the queued texts; the (vector, chunk count) not taken yet, by text hash."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
-        return self._vectors
+        with self._changed:
+            vectors, self._vectors = self._vectors, {}
+        return vectors
 
     def _run(self) -> None:
         skip = False
@@ -201,37 +217,41 @@ class EmbeddingPrefetch:
             if backend == "torch":
                 logger.debug("embedding ahead is off on torch")
                 skip = True
-        while True:
-            texts = [self._queue.get()]
-            # Take whatever else is already waiting, up to a batch: small batches when texts trickle in.
-            while texts[-1] is not None and len(texts) < self._batch_articles and not self._queue.empty():
-                texts.append(self._queue.get())
-            done = texts[-1] is None
-            if not skip:
-                try:
-                    self._embed([text for text in texts if text is not None])
-                except Exception as error:  # noqa: BLE001  (the run embeds these texts itself)
-                    logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s",
-                                   type(error).__name__, error)
-                    skip = True
-            if done:
-                return
+        try:
+            while True:
+                texts = [self._queue.get()]
+                # Take whatever else is already waiting, up to a batch: small batches when texts trickle in.
+                while texts[-1] is not None and len(texts) < self._batch_articles and not self._queue.empty():
+                    texts.append(self._queue.get())
+                done = texts[-1] is None
+                texts = dict(item for item in texts if item is not None)
+                if not skip and texts:
+                    try:
+                        computed = self._embed(texts)
+                    except Exception as error:  # noqa: BLE001  (the run embeds these texts itself)
+                        logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s",
+                                       type(error).__name__, error)
+                        skip, computed = True, {}
+                    with self._changed:
+                        self._vectors.update(computed)
+                with self._changed:
+                    self._pending.difference_update(texts)
+                    self._changed.notify_all()
+                if done:
+                    return
+        finally:  # never leave a batch waiting for texts this thread will not embed
+            with self._changed:
+                self._pending.clear()
+                self._changed.notify_all()
 
-    def _embed(self, texts: list[str]) -> None:
-        by_hash = {}
-        for text in texts:
-            digest = text_hash(text)
-            if digest not in self._seen:
-                self._seen.add(digest)
-                by_hash[digest] = text
-        if not by_hash:
-            return
+    def _embed(self, texts: dict[str, str]) -> dict[str, tuple[np.ndarray, int]]:
         with open_warehouse(self._db) as connection:
-            stored = stored_embeddings(connection, embedding_model_key(self._settings), list(by_hash))
-        todo = {digest: text for digest, text in by_hash.items() if digest not in stored}
-        if todo:
-            vectors, counts = embed_texts(list(todo.values()), self._settings)
-            self._vectors.update(zip(todo, zip(vectors, counts)))
+            stored = stored_embeddings(connection, embedding_model_key(self._settings), list(texts))
+        todo = {digest: text for digest, text in texts.items() if digest not in stored}
+        if not todo:
+            return {}
+        vectors, counts = embed_texts(list(todo.values()), self._settings)
+        return dict(zip(todo, zip(vectors, counts)))
 
 
 def vectors_with_prefetched(
@@ -243,7 +263,7 @@ def vectors_with_prefetched(
 
     Args:
         missing: Texts by hash that have no stored vector.
-        prefetched: What `EmbeddingPrefetch.finish` returned.
+        prefetched: What `EmbeddingPrefetch.vectors_for` or `finish` returned.
         embed_rest: Called with the texts that were not prefetched; returns (vectors, chunk counts).
     """
     rest = {digest: text for digest, text in missing.items() if digest not in prefetched}
@@ -302,9 +322,22 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
         if stored.vector is None:
             stored.vector = np.zeros(dimension, dtype=np.float32)
 
+    # Within the batch too, each article is compared only with its nearest articles (and, for the
+    # rewrite margin, with theirs when they are nearly identical): no step compares every pair.
+    batch = nearest_in_batch(np.stack([item.vector for item in prepared]), settings.history_neighbours)
+    floor = settings.rewrite_similarity - 0.05
+    batch_near = [frozenset(prepared[q].article_id for q in batch.of(p)) for p in range(len(prepared))]
+    compared_stored, compared_batch = [], []
+    for p in range(len(prepared)):
+        stored, within = set(near[p]), set(batch_near[p])
+        for q in batch.of(p, floor):
+            stored |= near[q]
+            within |= batch_near[q]
+        compared_stored.append(frozenset(stored))
+        compared_batch.append(frozenset(within - {prepared[p].article_id}))
     duplicates = find_duplicates(
-        [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms, None, frozenset(hits))
-         for p, hits in zip(prepared, near)],
+        [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms, None, stored, within)
+         for p, stored, within in zip(prepared, compared_stored, compared_batch)],
         [DedupeItem(h.article_id, h.canonical_url, h.text_hash, h.text, h.vector, h.terms, h.duplicate_of) for h in history.articles],
         DedupeRules(
             copy_jaccard=settings.copy_jaccard,
@@ -331,11 +364,12 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
     for h in history.articles:  # a duplicate's original is in its story, even when not read itself
         if h.duplicate_of:
             story_of.setdefault(h.duplicate_of, h.story_id)
-    near_of = {p.article_id: hits for p, hits in zip(prepared, near)}
+    near_of = {p.article_id: (hits, within) for p, hits, within in zip(prepared, near, batch_near)}
     assignments = assign_stories(
         [
             ClusterItem(p.article_id, p.vector, p.terms, p.event_time,
-                        frozenset(story_of[a] for a in near_of[p.article_id] if a in story_of))
+                        frozenset(story_of[a] for a in near_of[p.article_id][0] if a in story_of),
+                        near_of[p.article_id][1])
             for p in originals
         ],
         stories,
