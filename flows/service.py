@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from flows.processes import descendants, die_with_this_process, stop_descendants  # noqa: F401 - the service's own API
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "newswatch-serve.json"
@@ -100,6 +102,7 @@ def start_prefect_server(home: Path, port: int, startup_timeout: float = 180.0) 
         process = subprocess.Popen(
             command, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stopping it stops its workers too
+            preexec_fn=die_with_this_process(),  # and it ends with this process, even one killed with SIGKILL
         )
     server = PrefectServer(process, f"http://127.0.0.1:{port}/api", log_path)
     deadline = time.monotonic() + startup_timeout
@@ -112,54 +115,6 @@ def start_prefect_server(home: Path, port: int, startup_timeout: float = 180.0) 
         time.sleep(0.5)
     server.stop()
     raise ServiceError(f"the Prefect server was not healthy after {startup_timeout:.0f} s; see {log_path}")
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, queue = [], list(children.get(pid, []))
-    while queue:
-        child = queue.pop()
-        found.append(child)
-        queue.extend(children.get(child, []))
-    return found
-
-
-def stop_descendants(grace_seconds: float = 15.0) -> None:
-    """Terminate the flow-run processes this process started, then kill any that linger."""
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        pids = descendants(os.getpid())
-        for pid in pids:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_seconds
-        while pids and time.monotonic() < deadline:
-            pids = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
-            time.sleep(0.2)
-        if not pids:
-            return
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    if state == "Z":
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        return True
-    return False
 
 
 def write_state(home: Path, **state) -> Path:
