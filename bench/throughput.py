@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             if polled.articles is not None:
                 extracted = polled.articles
             else:
-                extracted = timed("extract", extract_articles, polled.pages)
+                extracted, _ = timed("extract", extract_articles, polled.pages)
             ingested_at = datetime.now(UTC)
             prepared, _ = timed("prepare", pipeline.prepare_articles, [a.article for a in extracted], db, ingested_at)
             known, missing = pipeline.texts_to_embed(prepared, db, settings)

@@ -1,7 +1,8 @@
-"""The ingest flow: Prefect tasks over whole batches, wrapping the stages in `flows.pipeline`."""
+"""The ingest flows: Prefect tasks over bounded batches, wrapping the stages in `flows.pipeline`."""
 
 import asyncio
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from rich.progress import MofNCompleteColumn, Progress
 from extract.content import Article
 from extract.fixtures import SkippedFile, read_fixture_dir
 from flows import pipeline
+from flows.batches import ArticleStream
 from flows.history import RunSummary, recorded_run
 from flows.polling import (
     FetchedArticle, FetchedPage, PollResult, extract_articles, extraction_pool, extraction_workers, fetch_policy, poll,
@@ -20,46 +22,78 @@ from flows.runners import chunk_runner, chunked
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.feeds import due_feeds
+from warehouse.load import LoadBatch
 from warehouse.queries import stored_urls
 
 
 @task(name="read-fixtures", cache_policy=NO_CACHE)
-def read_fixtures(directory: Path) -> tuple[list[Article], list[SkippedFile]]:
+def read_fixtures(directory: Path, max_bytes: int) -> tuple[list[Article], list[SkippedFile]]:
     """Read and clean every article file in a directory."""
-    return read_fixture_dir(directory)
+    return read_fixture_dir(directory, max_bytes=max_bytes)
+
+
+class RunProgress:
+    """Rich progress bars on a terminal (feeds polled, pages fetched, articles stored); nothing elsewhere."""
+
+    def __init__(self):
+        self._progress = None
+        self._bars: dict[str, int] = {}
+
+    def __enter__(self) -> "RunProgress":
+        if sys.stderr.isatty():
+            self._progress = Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True)
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def total(self, stage: str, total: int | None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._bar(stage), total=total)
+
+    def advance(self, stage: str, count: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._bar(stage), count)
+
+    def _bar(self, stage: str) -> int:
+        if stage not in self._bars:
+            self._bars[stage] = self._progress.add_task(stage, total=None)
+        return self._bars[stage]
 
 
 @task(name="poll-feeds", cache_policy=NO_CACHE)
-def poll_feeds(db: Path, settings: Settings, on_article=None) -> PollResult:
+def poll_feeds(db: Path, settings: Settings, stream: ArticleStream, progress: RunProgress) -> PollResult:
     """Poll the due feeds and fetch their new entries' pages; failures become rows, not errors.
 
-    With the local task runner, pages are extracted in worker processes as they arrive
-    (`PollResult.articles`, each also handed to `on_article`); with Dask, extraction is left
-    to chunk tasks on the cluster.
+    With the local task runner, the articles reach `stream` as they are extracted (in worker
+    processes, for runs of many pages) and the stream is closed at the end; with Dask, the pages
+    are returned for extraction on the cluster.
     """
     with open_warehouse(db) as connection:
         feeds = due_feeds(connection, datetime.now(UTC))
+    progress.total("feeds", len(feeds))
 
     def is_stored(urls: list[str]) -> set[str]:
         with open_warehouse(db) as connection:
             return stored_urls(connection, urls)
 
     interval = timedelta(minutes=settings.poll_interval_minutes)
-    workers = 1 if settings.task_runner == "dask" else extraction_workers(settings.extract_workers)
-    with extraction_pool(workers) as extractor:
-        if not sys.stderr.isatty():
-            return asyncio.run(poll(
-                feeds, fetch_policy(settings), interval, is_stored, fetch_pages=settings.fetch_pages, extractor=extractor,
-                on_article=on_article,
+    local = settings.task_runner != "dask"
+    try:
+        with extraction_pool(extraction_workers(settings.extract_workers) if local else 1) as extractor:
+            polled = asyncio.run(poll(
+                feeds, fetch_policy(settings), interval, is_stored, progress.advance, fetch_pages=settings.fetch_pages,
+                extractor=extractor, max_new_entries=settings.feed_max_new_entries, listener=stream,
             ))
-        # On a terminal, show how far polling and page fetching have got; logs are enough elsewhere.
-        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True) as progress:
-            bars = {"feeds": progress.add_task("feeds", total=len(feeds)), "pages": progress.add_task("pages", total=None)}
-            return asyncio.run(poll(
-                feeds, fetch_policy(settings), interval, is_stored,
-                lambda stage, count: progress.advance(bars[stage], count), fetch_pages=settings.fetch_pages,
-                extractor=extractor, on_article=on_article,
-            ))
+        if polled.articles is None and local:  # few pages, or the feeds' own text: extracted here, now
+            stream.add_poll(polled)
+            stream.add(*extract_articles(polled.pages))
+    finally:
+        if local:
+            stream.close()
+    return polled
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
@@ -69,7 +103,7 @@ def prepare(articles: list[Article], db: Path, ingested_at: datetime):
 
 
 @task(name="extract", cache_policy=NO_CACHE)
-def extract(pages: list[FetchedPage]) -> list[FetchedArticle]:
+def extract(pages: list[FetchedPage]) -> tuple[list[FetchedArticle], list]:
     """Extract the articles of fetched pages (a chunk of them)."""
     return extract_articles(pages)
 
@@ -110,8 +144,9 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
     """Ingest the article files of a directory into the warehouse.
 
     Reads `*.txt` and `*.html` files, cleans them, embeds them, links duplicates to their
-    earliest copy, assigns stories and loads everything into DuckDB in one transaction.
-    Running it again on the same directory changes nothing.
+    earliest copy, assigns stories and loads everything into DuckDB, oldest first, in batches of
+    at most `NEWSWATCH_BATCH_SIZE` articles, each in one transaction. Running it again on the
+    same directory changes nothing; a stopped run keeps the batches it stored.
 
     Args:
         directory: Folder of article files.
@@ -124,12 +159,17 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
     settings = settings or Settings()
 
     def work() -> RunSummary:
-        ingested_at = datetime.now(UTC)
-        articles, skipped = read_fixtures(directory)
+        started = datetime.now(UTC)
+        articles, skipped = read_fixtures(directory, settings.fixture_max_bytes)
         for skip in skipped:
             get_run_logger().warning("skipped %s: %s", skip.path, skip.reason)
-        with chunk_runner(settings) as run_chunks:
-            return _process(articles, db, settings, ingested_at, "fixtures", run_chunks, skipped=skipped)
+        articles.sort(key=lambda article: (article.published_at or started, article.url))
+        totals = _Totals(read=len(articles))
+        with RunProgress() as progress, chunk_runner(settings) as run_chunks:
+            progress.total("stored", len(articles))
+            for batch in chunked(articles, settings.batch_size):
+                _store_batch(batch, db, settings, "fixtures", run_chunks, totals, progress)
+        return totals.summary(skipped=skipped)
 
     return recorded_run("ingest-fixtures", db, work)
 
@@ -138,9 +178,12 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
 def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
     """Poll every due feed and ingest its new articles into the warehouse.
 
-    Feeds are fetched with conditional GET (an unchanged feed costs a 304 and no parsing);
-    new entries' pages are fetched politely (per-host limits, robots.txt), extracted, embedded,
-    deduplicated, clustered and loaded in one transaction together with each feed's health.
+    Feeds are fetched with conditional GET (an unchanged feed costs a 304 and no parsing), at
+    most `NEWSWATCH_FEED_MAX_NEW_ENTRIES` new entries of a feed per run; new entries' pages are
+    fetched politely (per-host limits, robots.txt) and extracted, and the articles are embedded,
+    deduplicated, clustered and loaded in batches of at most `NEWSWATCH_BATCH_SIZE` while the
+    rest are still being fetched. Each batch is one transaction, with the health and validators
+    of the feeds it completes, so a stopped run keeps what it stored and the next run resumes.
     Failures are recorded per feed and per article and never stop the run.
 
     Args:
@@ -153,40 +196,102 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
     settings = settings or Settings()
 
     def work() -> RunSummary:
-        ingested_at = datetime.now(UTC)
         if settings.feeds_file is not None:
             try:
-                listed, added = pipeline.import_feed_file(settings.feeds_file, db, ingested_at)
+                listed, added = pipeline.import_feed_file(settings.feeds_file, db, datetime.now(UTC))
                 if added:
                     get_run_logger().info("added %d of the %d feeds in %s", added, listed, settings.feeds_file)
             except pipeline.FeedFileError as error:
                 get_run_logger().error("feed list not read: %s", error)
+        local = settings.task_runner != "dask"
         # Locally, articles are embedded while other pages are still being fetched and extracted.
-        prefetch = pipeline.EmbeddingPrefetch(db, settings) if settings.task_runner != "dask" else None
-        try:
-            polled = poll_feeds(db, settings, lambda item: prefetch.add(item.article.text) if prefetch else None)
-        finally:
-            prefetched = prefetch.finish() if prefetch else {}
-        with chunk_runner(settings) as run_chunks:
-            if polled.articles is not None:  # extracted while the pages were fetched
-                articles = polled.articles
-            else:
-                extracted = run_chunks(extract, [{"pages": chunk} for chunk in _chunks(polled.pages, settings)])
-                articles = [item for chunk in extracted for item in chunk]
-            fetched = {item.article.url: item for item in articles}
-            return _process(
-                [item.article for item in articles], db, settings, ingested_at, "feeds", run_chunks,
-                fetched=fetched, polled=polled, prefetched=prefetched,
-            )
+        prefetch = pipeline.EmbeddingPrefetch(db, settings) if local else None
+        stream = ArticleStream(on_article=(lambda item: prefetch.add(item.article.text)) if prefetch else None)
+        totals = _Totals()
+        with RunProgress() as progress, chunk_runner(settings) as run_chunks:
+            if local:  # polled in a thread of its own, stored here batch by batch as articles arrive
+                polling = poll_feeds.submit(db, settings, stream, progress)
+            else:  # polled first, then extracted in chunks on the cluster
+                polled = poll_feeds(db, settings, stream, progress)
+                stream.add_poll(polled)
+                for articles, failures in run_chunks(extract, [{"pages": c} for c in _chunks(polled.pages, settings)]):
+                    stream.add(articles, failures)
+                stream.close()
+            try:
+                while (batch := stream.next_batch(settings.batch_size)) is not None:
+                    fetched = {item.article.url: item for item in batch}
+                    _store_batch(
+                        [item.article for item in batch], db, settings, "feeds", run_chunks, totals, progress,
+                        fetched=fetched, prefetch=prefetch, stream=stream,
+                    )
+                    progress.total("stored", stream.received if stream.closed else None)
+                outcomes, failures = stream.completed_feeds([])
+                if outcomes or failures:  # feeds that brought nothing to store
+                    load(LoadBatch(feed_outcomes=outcomes, fetch_failures=failures), db)
+            except BaseException:
+                stream.stop()  # polling skips what it has not fetched yet; nothing waits for it
+                raise
+            if prefetch is not None:
+                prefetch.finish()
+            if local:
+                polled = polling.result()
+        totals.read = stream.received
+        return totals.summary(polled=polled)
 
     return recorded_run("ingest-feeds", db, work)
 
 
-def _process(
-    articles, db, settings, ingested_at, source, run_chunks, *, skipped=(), fetched=None, polled=None, prefetched=None
-) -> RunSummary:
-    """The stages shared by both sources: prepare → embed → dedupe and cluster → load."""
-    logger = get_run_logger()
+@dataclass
+class _Totals:
+    """What the batches of one run stored, added up."""
+
+    read: int = 0
+    already_stored: int = 0
+    new_articles: int = 0
+    duplicates: int = 0
+    new_stories: int = 0
+    new_embeddings: int = 0
+    batches: int = 0
+    last_ingested_at: datetime | None = None
+
+    def ingested_at(self) -> datetime:
+        """When the next batch is stored: now, and always after the previous batch (the vector index
+        beside the warehouse tells batches apart by it)."""
+        now = datetime.now(UTC)
+        if self.last_ingested_at is not None and now <= self.last_ingested_at:
+            now = self.last_ingested_at + timedelta(microseconds=1)
+        self.last_ingested_at = now
+        return now
+
+    def summary(self, skipped=(), polled: PollResult | None = None) -> RunSummary:
+        summary = RunSummary(
+            read=self.read,
+            skipped=list(skipped),
+            already_stored=self.already_stored,
+            new_articles=self.new_articles,
+            duplicates=self.duplicates,
+            new_stories=self.new_stories,
+            new_embeddings=self.new_embeddings,
+            feeds_polled=polled.feeds_polled if polled else 0,
+            not_modified=polled.not_modified if polled else 0,
+            failures=len(polled.failures) if polled else 0,
+        )
+        get_run_logger().info(
+            "read %d, skipped %d, already stored %d, new %d (%d duplicates), new stories %d in %d batches, "
+            "feeds polled %d (%d not modified), failures %d",
+            summary.read, len(summary.skipped), summary.already_stored, summary.new_articles, summary.duplicates,
+            summary.new_stories, self.batches, summary.feeds_polled, summary.not_modified, summary.failures,
+        )
+        return summary
+
+
+def _store_batch(
+    articles: list[Article], db, settings, source, run_chunks, totals: _Totals, progress: RunProgress, *,
+    fetched=None, prefetch=None, stream: ArticleStream | None = None,
+) -> None:
+    """One batch through the stages, decided against what is stored, loaded in one transaction:
+    prepare → embed → dedupe and cluster → load."""
+    ingested_at = totals.ingested_at()
     prepared, already_stored = prepare(articles, db, ingested_at)
     known, missing = find_stored_vectors(prepared, db, settings)
 
@@ -194,30 +299,22 @@ def _process(
         embedded = run_chunks(embed, [{"texts": chunk, "settings": settings} for chunk in _chunks(texts, settings)])
         return [v for chunk_vectors, _ in embedded for v in chunk_vectors], [c for _, counts in embedded for c in counts]
 
-    vectors, chunk_counts = pipeline.vectors_with_prefetched(missing, prefetched or {}, embed_rest)
+    prefetched = prefetch.vectors_for(missing) if prefetch is not None else {}
+    vectors, chunk_counts = pipeline.vectors_with_prefetched(missing, prefetched, embed_rest)
     embeddings = pipeline.attach_vectors(prepared, known, missing, vectors, chunk_counts, settings)
     verdicts = decide(prepared, db, settings)
     batch = pipeline.build_load_batch(prepared, verdicts, embeddings, source, ingested_at, fetched)
-    if polled is not None:
-        batch.feed_outcomes = polled.outcomes
-        batch.fetch_failures = polled.failures
+    if stream is not None:
+        batch.feed_outcomes, batch.fetch_failures = stream.completed_feeds(article.url for article in articles)
     result = load(batch, db)
-    summary = RunSummary(
-        read=len(articles),
-        skipped=list(skipped),
-        already_stored=already_stored,
-        new_articles=result.articles,
-        duplicates=result.duplicates,
-        new_stories=verdicts.new_stories,
-        new_embeddings=result.embeddings,
-        feeds_polled=polled.feeds_polled if polled else 0,
-        not_modified=polled.not_modified if polled else 0,
-        failures=len(polled.failures) if polled else 0,
+    totals.batches += 1
+    totals.already_stored += already_stored
+    totals.new_articles += result.articles
+    totals.duplicates += result.duplicates
+    totals.new_stories += verdicts.new_stories
+    totals.new_embeddings += result.embeddings
+    progress.advance("stored", len(articles))
+    get_run_logger().info(
+        "batch %d stored: %d new articles (%d duplicates, %d new stories), %d already stored; %d new in this run so far",
+        totals.batches, result.articles, result.duplicates, verdicts.new_stories, already_stored, totals.new_articles,
     )
-    logger.info(
-        "read %d, skipped %d, already stored %d, new %d (%d duplicates), new stories %d, feeds polled %d "
-        "(%d not modified), failures %d",
-        summary.read, len(summary.skipped), already_stored, summary.new_articles, summary.duplicates,
-        summary.new_stories, summary.feeds_polled, summary.not_modified, summary.failures,
-    )
-    return summary

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Protocol
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from extract.content import Article, article_from_html, detect_language, normalize_text
 from extract.feeds import FeedEntry, FeedError, parse_feed
 from extract.fetch import Fetcher, FetchPolicy, FetchResult, next_retry_delay
+from flows.processes import set_parent_death_signal
 from flows.settings import Settings
 from warehouse.feeds import FeedOutcome, FeedRecord, FetchFailure
 
@@ -60,8 +62,21 @@ class PollResult:
     articles: list[FetchedArticle] | None = None  # set when pages were extracted while fetching
     outcomes: list[FeedOutcome] = field(default_factory=list)
     failures: list[FetchFailure] = field(default_factory=list)
+    entries_of: dict[str, list[str]] = field(default_factory=dict)  # feed_id → URLs of the entries taken
     feeds_polled: int = 0
     not_modified: int = 0
+
+
+class PollListener(Protocol):
+    """Told what polling finds while it goes, so a run can store articles before polling ends."""
+
+    stopped: bool  # set to skip the pages not fetched yet (the run is stopping)
+
+    def feeds_parsed(self, outcomes: list[FeedOutcome], failures: list[FetchFailure], entries_of: dict[str, list[str]]) -> None:
+        """Every feed was fetched and parsed: its outcome, its failure rows, the entries it brings."""
+
+    def entry_done(self, feed_id: str, url: str, article: "FetchedArticle | None", failure: "FetchFailure | None") -> None:
+        """One entry's page was fetched and extracted (its article, or none), with its failure row if any."""
 
 
 async def poll(
@@ -74,14 +89,17 @@ async def poll(
     extractor: Executor | None = None,
     min_pool_pages: int = 16,
     on_article: Callable[[FetchedArticle], None] | None = None,
+    max_new_entries: int | None = None,
+    listener: PollListener | None = None,
 ) -> PollResult:
     """Poll feeds, then fetch the pages of entries not stored yet.
 
     With an `extractor` (see `extraction_pool`) and at least `min_pool_pages` new entries, each
     page is extracted there as soon as it arrives, so extraction overlaps fetching and uses
     every core; `PollResult.articles` then holds the articles and `pages` is left empty, and
-    `on_article` is called with each article as soon as it is extracted (e.g. to embed it while
-    other pages are still being fetched).
+    `on_article` and the `listener` are told of each article as soon as it is extracted (e.g. to
+    embed and store it while other pages are still being fetched). A page whose extraction fails
+    keeps the entry's own text and leaves a failure row; it never stops the others.
 
     Args:
         feeds: Due feeds.
@@ -90,6 +108,10 @@ async def poll(
         is_stored: Which of these canonical URLs are already stored (those are never fetched).
         progress: Called with ("feeds"|"pages", items done).
         fetch_pages: Fetch each new entry's page; otherwise keep what the feed itself says.
+        max_new_entries: New entries taken from one feed, newest first; a feed with more stays
+            due (its validators are not kept, so its next poll reads it whole) and gives the rest
+            in the next runs.
+        listener: Told of the parsed feeds and of each extracted entry (with an extractor only).
 
     Returns:
         New entries with their pages (see `extract_articles`), per-feed outcomes and failure rows.
@@ -115,30 +137,73 @@ async def poll(
             else:
                 next_due = now + interval
             fresh = [entry for entry in parsed_entries if entry.url not in stored and entry.url not in entries]
+            etag, last_modified = response.etag, response.last_modified
+            if max_new_entries is not None and len(fresh) > max_new_entries:
+                logger.info("feed %s has %d new entries: taking the newest %d, the rest in the next runs",
+                            feed.url, len(fresh), max_new_entries)
+                fresh = newest(fresh, max_new_entries)
+                # Not all of it is stored after this run: read it whole again next time, at once.
+                etag = last_modified = None
+                next_due = min(next_due, now)
             for entry in fresh:
                 entries[entry.url] = (entry, feed.feed_id)
+            result.entries_of[feed.feed_id] = [entry.url for entry in fresh]
             result.outcomes.append(FeedOutcome(
-                feed.feed_id, now, response.status, error, response.etag, response.last_modified, next_due, len(fresh),
+                feed.feed_id, now, response.status, error, etag, last_modified, next_due, len(fresh),
             ))
+        streaming = fetch_pages and extractor is not None and len(entries) >= min_pool_pages
+        if listener is not None and streaming:
+            listener.feeds_parsed(list(result.outcomes), list(result.failures), dict(result.entries_of))
         if not fetch_pages:
             pages = [None] * len(entries)
-        elif extractor is not None and len(entries) >= min_pool_pages:
-            extracted = await asyncio.gather(*(
-                _fetch_and_extract(fetcher, extractor, entry, feed_id, progress, on_article)
+        elif streaming:
+            extracted = await _until_stopped(listener, [
+                _fetch_and_extract(fetcher, extractor, entry, feed_id, progress, on_article, listener)
                 for entry, feed_id in entries.values()
-            ))
-            pages = [page for page, _ in extracted]
-            result.articles = [article for _, article in extracted if article is not None]
+            ], (None, None, None))
+            pages = [page for page, _, _ in extracted]
+            result.articles = [article for _, article, _ in extracted if article is not None]
+            page_failures = [failure for _, _, failure in extracted if failure is not None]
         else:
             pages = await asyncio.gather(*(
                 _fetch_page(fetcher, entry, progress) for entry, _ in entries.values()
             ))
     for (entry, feed_id), page in zip(entries.values(), pages):
-        if page is not None and page.error:
+        if not streaming and page is not None and page.error:
             result.failures.append(FetchFailure(entry.url, feed_id, page.status, page.error, datetime.now(UTC)))
         if result.articles is None:  # extracted pages are not kept: their articles hold what is needed
             result.pages.append(FetchedPage(entry, feed_id, page))
+    if streaming:
+        result.failures.extend(page_failures)
     return result
+
+
+async def _until_stopped(listener: PollListener | None, coroutines: list, stopped_value) -> list:
+    """Results of the coroutines, run together; those still going when the listener stops give `stopped_value`."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+
+    async def watch() -> None:
+        while not listener.stopped:
+            await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+
+    watcher = asyncio.ensure_future(watch()) if listener is not None else None
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+    return [stopped_value if isinstance(result, asyncio.CancelledError) else result for result in results]
+
+
+def newest(entries: list[FeedEntry], count: int) -> list[FeedEntry]:
+    """The `count` newest entries: dated ones newest first, then undated ones in feed order."""
+    dated = sorted((e for e in entries if e.published_at), key=lambda e: e.published_at, reverse=True)
+    return (dated + [e for e in entries if not e.published_at])[:count]
 
 
 def extraction_workers(requested: int) -> int:
@@ -151,12 +216,18 @@ def extraction_pool(workers: int) -> Iterator[Executor | None]:
     """Worker processes that extract pages (None for one worker: extraction stays in this process).
 
     The workers are started fresh ("spawn": the caller may hold threads, e.g. torch's or
-    Prefect's, that must not be forked) and only when the first page is sent to them.
+    Prefect's, that must not be forked) and only when the first page is sent to them; each dies
+    with this process.
     """
     if workers <= 1:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        # A worker ends with this process, even one killed with SIGKILL (the pool is only used,
+        # and shut down, by the thread that starts its workers).
+        initializer=set_parent_death_signal, initargs=(os.getpid(),),
+    )
     try:
         yield pool
     finally:
@@ -164,25 +235,56 @@ def extraction_pool(workers: int) -> Iterator[Executor | None]:
 
 
 async def _fetch_and_extract(
-    fetcher: Fetcher, extractor: Executor, entry: FeedEntry, feed_id: str, progress, on_article
-) -> tuple[FetchResult, FetchedArticle | None]:
+    fetcher: Fetcher, extractor: Executor, entry: FeedEntry, feed_id: str, progress, on_article, listener
+) -> tuple[FetchResult | None, FetchedArticle | None, FetchFailure | None]:
+    if listener is not None and listener.stopped:  # the run is stopping: fetch nothing more
+        return None, None, None
     page = await _fetch_page(fetcher, entry, progress)
     if not (page.ok and page.body):  # nothing to parse: the feed's own text, at once
-        article = _article(entry, feed_id, page)
+        article, error = _extract(entry, feed_id, page)
     else:
         try:
-            article = await asyncio.get_running_loop().run_in_executor(extractor, _article, entry, feed_id, page)
+            article, error = await asyncio.get_running_loop().run_in_executor(extractor, _extract, entry, feed_id, page)
         except BrokenProcessPool:  # a worker died (e.g. killed for memory): extract here instead
+            if listener is not None and listener.stopped:  # killed because the run is stopping
+                return page, None, None
             logger.warning("extraction worker lost; extracting %s in the flow's process", entry.url)
-            article = _article(entry, feed_id, page)
+            article, error = _extract(entry, feed_id, page)
+    error = page.error or error
+    failure = FetchFailure(entry.url, feed_id, page.status, error, datetime.now(UTC)) if error else None
     if article is not None and on_article is not None:
         on_article(article)
-    return page, article
+    if listener is not None:
+        listener.entry_done(feed_id, entry.url, article, failure)
+    return page, article, failure
 
 
-def extract_articles(pages: list[FetchedPage]) -> list[FetchedArticle]:
-    """The articles of fetched pages (CPU work, kept apart from fetching so it can run elsewhere)."""
-    return [article for fetched in pages if (article := _article(fetched.entry, fetched.feed_id, fetched.page))]
+def extract_articles(pages: list[FetchedPage]) -> tuple[list[FetchedArticle], list[FetchFailure]]:
+    """The articles of fetched pages (CPU work, kept apart from fetching so it can run elsewhere).
+
+    Returns:
+        The articles, and a failure row for each page whose extraction failed (its entry's own
+        text is kept instead).
+    """
+    articles, failures = [], []
+    for fetched in pages:
+        article, error = _extract(fetched.entry, fetched.feed_id, fetched.page)
+        if article is not None:
+            articles.append(article)
+        if error:
+            status = fetched.page.status if fetched.page else None
+            failures.append(FetchFailure(fetched.entry.url, fetched.feed_id, status, error, datetime.now(UTC)))
+    return articles, failures
+
+
+def _extract(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> tuple[FetchedArticle | None, str | None]:
+    """`_article`, guarded: a page the extractor fails on keeps the entry's own text, with the error."""
+    try:
+        return _article(entry, feed_id, page), None
+    except Exception as error:  # noqa: BLE001 - any parser failure on hostile input is one page's problem
+        logger.warning("extraction of %s failed: %s: %s", entry.url, type(error).__name__, error)
+        message = f"extraction failed: {type(error).__name__}: {error}"[:500]
+        return _article(entry, feed_id, None), message
 
 
 def _parse(feed: FeedRecord, response: FetchResult) -> tuple[list[FeedEntry], str | None]:
@@ -212,7 +314,7 @@ async def _fetch_page(fetcher: Fetcher, entry: FeedEntry, progress) -> FetchResu
 
 def _article(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> FetchedArticle | None:
     """The page's extraction with the entry's metadata filling gaps; else the entry summary."""
-    extracted = article_from_html(page.body, page.final_url) if page and page.ok and page.body else None
+    extracted = article_from_html(page.body, page.final_url, charset=page.charset) if page and page.ok and page.body else None
     if extracted and extracted.text:
         article = replace(
             extracted,
