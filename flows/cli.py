@@ -210,7 +210,13 @@ def run(
 
     from flows.ingest import ingest_feeds, ingest_fixtures
     from flows.pipeline import get_embedder
+    import signal
 
+    from flows.processes import stop_now, stop_on_signals, stop_signal, temporary_server_dies_with_this_process
+
+    kept = "the batches stored before were kept"
+    stop_on_signals(kept)
+    temporary_server_dies_with_this_process()
     _load_in_background(get_embedder(settings))
     _quiet_reported_errors()
     try:
@@ -218,8 +224,14 @@ def run(
             summary = ingest_fixtures(fixtures.resolve(), settings.db, settings)
         else:
             summary = ingest_feeds(settings.db, settings)
-    except _REPORTED_ERRORS as error:
-        fail(str(error))
+    except BaseException as error:
+        if stop_signal() is not None or isinstance(error, KeyboardInterrupt):
+            # Whatever the interrupted step raised: the run was stopped, and what it stored stays.
+            signum = stop_signal() or signal.SIGINT
+            stop_now(128 + signum, f"stopped by {signal.Signals(signum).name}; {kept}")
+        if isinstance(error, _REPORTED_ERRORS):
+            fail(str(error))
+        raise
     for skip in summary.skipped:
         typer.echo(f"warning: skipped {skip.path}: {skip.reason}", err=True)
     if fixtures is None:

@@ -1,5 +1,6 @@
 """Run history: every flow run leaves a `runs` row and a Prefect summary artifact."""
 
+import signal
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import get_run_context
 
 from extract.fixtures import SkippedFile
+from flows.processes import noting_stop_signals, run_stopped, stop_signal
 from warehouse.connection import open_warehouse, run_lock
 from warehouse.runs import RunRecord, abandon_unfinished_runs, record_run
 
@@ -35,11 +37,12 @@ def recorded_run(flow_name: str, db: Path, work) -> RunSummary:
     """Run `work` under the database's run lock with a `runs` row and a summary artifact.
 
     The row says "running" while it works, then "completed", "failed" or "cancelled" (interrupted,
-    e.g. by SIGTERM); a row a dead process left "running" is marked "abandoned" by the next run.
+    e.g. by SIGTERM: see `flows.processes.run_stopped`); a row a dead process left "running" is
+    marked "abandoned" by the next run.
     """
     context = get_run_context()
     run_id = str(context.flow_run.id) if getattr(context, "flow_run", None) else None
-    with run_lock(db):
+    with noting_stop_signals(), run_lock(db):
         record = RunRecord(run_id or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S%f}", flow_name, datetime.now(UTC))
         with open_warehouse(db) as connection:
             abandoned = abandon_unfinished_runs(connection, record.started_at)
@@ -49,9 +52,17 @@ def recorded_run(flow_name: str, db: Path, work) -> RunSummary:
         try:
             summary = work()
         except BaseException as error:
-            record.status = "failed" if isinstance(error, Exception) else "cancelled"
+            # SIGTERM (Prefect's TerminationSignal) or Ctrl+C, or an error they caused on the way
+            stopped = not isinstance(error, Exception) or stop_signal() is not None
+            if stopped:
+                run_stopped(error, "stopped; the batches stored before were kept")
+            record.status = "cancelled" if stopped else "failed"
             record.finished_at = datetime.now(UTC)
-            record.message = (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
+            if stopped:
+                cause = signal.Signals(stop_signal()).name if stop_signal() else type(error).__name__
+                record.message = f"stopped by {cause}; the batches stored before were kept"
+            else:
+                record.message = (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
             try:
                 with open_warehouse(db, lock_wait=5) as connection:
                     record_run(connection, record)
