@@ -38,7 +38,7 @@ def _not_regular(mode: int) -> str:
     return f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(mode), 'special file')})"
 
 
-def _read_bounded(path: Path, max_bytes: int) -> bytes | str:
+def read_bounded(path: Path, max_bytes: int) -> bytes | str:
     """The bytes of a regular file of at most `max_bytes`, or a short reason why not.
 
     The file is opened once and everything is decided on that descriptor, so swapping the file
@@ -85,7 +85,7 @@ def _read_article(path: Path, folder: Path, max_bytes: int) -> Article | str:
         return f"cannot be read: {error}"
     if not resolved.is_relative_to(folder):
         return "link to outside the folder"
-    data = _read_bounded(resolved, max_bytes)
+    data = read_bounded(resolved, max_bytes)
     if isinstance(data, str):
         return data
     if not data.strip():
@@ -104,21 +104,20 @@ def _read_article(path: Path, folder: Path, max_bytes: int) -> Article | str:
 
 
 def read_fixture_dir(directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[Article], list[SkippedFile]]:
-    """Read every article file directly inside a directory.
+    """Read every article file directly inside a directory (`fixture_files`, then `read_fixture_files`).
 
-    ``.txt`` files go through `article_from_text`, ``.html``/``.htm`` files through
-    `article_from_html`. Files are read in name order so runs are deterministic; hidden files
-    and subdirectories are ignored. A bad file is skipped with a warning, never raised: one
-    larger than `max_bytes` (judged by its size before reading), a link to a file outside the
-    directory (a link to another file inside it is read), or anything but a regular file
-    (a FIFO, a device, a socket).
+    Raises:
+        FileNotFoundError: The directory does not exist.
+        NotADirectoryError: The path exists but is not a directory.
+    """
+    return read_fixture_files(fixture_files(directory), directory, max_bytes=max_bytes)
 
-    Args:
-        directory: The directory to read (not recursively).
-        max_bytes: Largest file read; a larger one is skipped unread.
 
-    Returns:
-        The articles, and the files that were skipped with the reason for each.
+def fixture_files(directory: Path) -> list[Path]:
+    """The files directly inside a directory that may hold articles, in name order (runs are deterministic).
+
+    Hidden files and subdirectories are left out; nothing is read yet, so a folder of any size
+    can be read a batch at a time.
 
     Raises:
         FileNotFoundError: The directory does not exist.
@@ -129,12 +128,35 @@ def read_fixture_dir(directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
         raise FileNotFoundError(f"Fixture directory {directory} does not exist.")
     if not directory.is_dir():
         raise NotADirectoryError(f"Fixture path {directory} is not a directory.")
-    folder = directory.resolve()
+    return [
+        path for path in sorted(directory.iterdir(), key=lambda p: p.name)
+        if not path.name.startswith(".") and not path.is_dir()
+    ]
+
+
+def read_fixture_files(
+    paths: list[Path], directory: Path, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[Article], list[SkippedFile]]:
+    """Read article files of a directory (see `fixture_files`).
+
+    ``.txt`` files go through `article_from_text`, ``.html``/``.htm`` files through
+    `article_from_html`. A bad file is skipped with a warning, never raised: one larger than
+    `max_bytes` (judged by its size before reading), a link to a file outside the directory (a
+    link to another file inside it is read), or anything but a regular file (a FIFO, a device,
+    a socket).
+
+    Args:
+        paths: Files inside `directory`.
+        directory: The folder they are read from; links may not lead out of it.
+        max_bytes: Largest file read; a larger one is skipped unread.
+
+    Returns:
+        The articles, and the files that were skipped with the reason for each.
+    """
+    folder = Path(directory).resolve()
     articles: list[Article] = []
     skipped: list[SkippedFile] = []
-    for path in sorted(directory.iterdir(), key=lambda p: p.name):
-        if path.name.startswith(".") or path.is_dir():
-            continue
+    for path in paths:
         result = _read_article(path, folder, max_bytes)
         if isinstance(result, Article):
             articles.append(result)

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from rich.progress import MofNCompleteColumn, Progress
 
 from extract.content import Article
-from extract.fixtures import SkippedFile, read_fixture_dir
+from extract.fixtures import SkippedFile, fixture_files, read_fixture_files
 from flows import pipeline
 from flows.batches import ArticleStream
 from flows.history import RunSummary, recorded_run
@@ -26,10 +26,16 @@ from warehouse.load import LoadBatch
 from warehouse.queries import stored_urls
 
 
+@task(name="list-fixtures", cache_policy=NO_CACHE)
+def list_fixtures(directory: Path) -> list[Path]:
+    """The files of a directory that may hold articles, in name order."""
+    return fixture_files(directory)
+
+
 @task(name="read-fixtures", cache_policy=NO_CACHE)
-def read_fixtures(directory: Path, max_bytes: int) -> tuple[list[Article], list[SkippedFile]]:
-    """Read and clean every article file in a directory."""
-    return read_fixture_dir(directory, max_bytes=max_bytes)
+def read_fixtures(paths: list[Path], directory: Path, max_bytes: int) -> tuple[list[Article], list[SkippedFile]]:
+    """Read and clean article files (a batch of them)."""
+    return read_fixture_files(paths, directory, max_bytes=max_bytes)
 
 
 class RunProgress:
@@ -144,9 +150,10 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
     """Ingest the article files of a directory into the warehouse.
 
     Reads `*.txt` and `*.html` files, cleans them, embeds them, links duplicates to their
-    earliest copy, assigns stories and loads everything into DuckDB, oldest first, in batches of
-    at most `NEWSWATCH_BATCH_SIZE` articles, each in one transaction. Running it again on the
-    same directory changes nothing; a stopped run keeps the batches it stored.
+    earliest copy, assigns stories and loads everything into DuckDB, in batches of at most
+    `NEWSWATCH_BATCH_SIZE` files (in name order; oldest first within a batch), each read, decided
+    and loaded in one transaction before the next is read. Running it again on the same
+    directory changes nothing; a stopped run keeps the batches it stored.
 
     Args:
         directory: Folder of article files.
@@ -159,16 +166,19 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
     settings = settings or Settings()
 
     def work() -> RunSummary:
-        started = datetime.now(UTC)
-        articles, skipped = read_fixtures(directory, settings.fixture_max_bytes)
-        for skip in skipped:
-            get_run_logger().warning("skipped %s: %s", skip.path, skip.reason)
-        articles.sort(key=lambda article: (article.published_at or started, article.url))
-        totals = _Totals(read=len(articles))
+        paths = list_fixtures(directory)
+        totals, skipped = _Totals(), []
         with RunProgress() as progress, chunk_runner(settings) as run_chunks:
-            progress.total("stored", len(articles))
-            for batch in chunked(articles, settings.batch_size):
-                _store_batch(batch, db, settings, "fixtures", run_chunks, totals, progress)
+            progress.total("files", len(paths))
+            for batch in chunked(paths, settings.batch_size):
+                articles, skipped_here = read_fixtures(batch, directory, settings.fixture_max_bytes)
+                for skip in skipped_here:
+                    get_run_logger().warning("skipped %s: %s", skip.path, skip.reason)
+                skipped += skipped_here
+                totals.read += len(articles)
+                if articles:
+                    _store_batch(articles, db, settings, "fixtures", run_chunks, totals, progress)
+                progress.advance("files", len(batch))
         return totals.summary(skipped=skipped)
 
     return recorded_run("ingest-fixtures", db, work)
@@ -206,7 +216,11 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
         local = settings.task_runner != "dask"
         # Locally, articles are embedded while other pages are still being fetched and extracted.
         prefetch = pipeline.EmbeddingPrefetch(db, settings) if local else None
-        stream = ArticleStream(on_article=(lambda item: prefetch.add(item.article.text)) if prefetch else None)
+        stream = ArticleStream(
+            on_article=(lambda item: prefetch.add(item.article.text)) if prefetch else None,
+            # Fetching waits while two batches wait to be stored: memory stays bounded however big the run.
+            capacity=2 * settings.batch_size,
+        )
         totals = _Totals()
         with RunProgress() as progress, chunk_runner(settings) as run_chunks:
             if local:  # polled in a thread of its own, stored here batch by batch as articles arrive

@@ -471,6 +471,9 @@ def load(batch: LoadBatch, db: Path) -> LoadResult:
         return load_batch(connection, batch)
 
 
+FEED_FILE_MAX_BYTES = 10 * 1024 * 1024  # an OPML list of ~50,000 feeds
+
+
 class FeedFileError(Exception):
     """A feed list file cannot be read; the message is one sentence for the user."""
 
@@ -484,13 +487,15 @@ def import_feed_file(path: Path, db: Path, now: datetime) -> tuple[int, int]:
     Raises:
         FeedFileError: The file is missing, unreadable or not OPML.
     """
+    from extract.fixtures import read_bounded
     from extract.opml import OpmlError, read_opml
     from warehouse.feeds import add_feed
 
+    data = read_bounded(Path(path), FEED_FILE_MAX_BYTES)  # never a FIFO that blocks, nor a huge file
+    if isinstance(data, str):
+        raise FeedFileError(f"cannot read {path}: {data.removeprefix('cannot be read: ')}")
     try:
-        feeds = read_opml(Path(path).read_bytes())
-    except OSError as error:
-        raise FeedFileError(f"cannot read {path}: {error.strerror or error}") from None
+        feeds = read_opml(data)
     except OpmlError as error:
         raise FeedFileError(f"{path}: {error}") from None
     with open_warehouse(db) as connection:

@@ -1,6 +1,7 @@
 """Bounded batches: a run stores its articles a batch at a time, and a stopped run resumes."""
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -258,3 +259,52 @@ def test_pages_extracted_in_workers_are_stored_batch_by_batch_while_others_are_f
     assert summary.new_articles == count and summary.failures == 0
     assert query(db, "SELECT count(DISTINCT ingested_at), count(*) FILTER (WHERE text_source = 'page') FROM articles") == [(4, count)]
     assert query(db, "SELECT last_status, last_error FROM feeds") == [(200, None)]
+
+
+def test_fixture_files_are_read_and_stored_a_batch_at_a_time(tmp_path, seeds_copy, prefect_server, monkeypatch):
+    from flows import ingest
+
+    folder = seeds_copy(ORIGINAL, REWRITE, OTHER)
+    (folder / "notes.md").write_text("not an article")
+    read = []
+    real = ingest.read_fixture_files
+    monkeypatch.setattr(ingest, "read_fixture_files", lambda paths, *a, **k: read.append(len(paths)) or real(paths, *a, **k))
+    db = tmp_path / "files.duckdb"
+    summary = ingest.ingest_fixtures(folder, db, Settings(db=db, batch_size=2))
+    assert read == [2, 2]  # never more files in memory than one batch
+    assert (summary.read, len(summary.skipped), summary.new_articles, summary.duplicates, summary.new_stories) == (3, 1, 3, 1, 1)
+    assert query(db, "SELECT count(DISTINCT ingested_at), count(DISTINCT story_id) FROM articles") == [(2, 1)]
+
+
+def test_fetching_waits_while_the_stream_is_full(http_server):
+    items = "".join(f"<item><title>E{i}</title><link>{http_server.base_url}/e/{i}</link></item>" for i in range(20))
+    http_server.route("/f.xml", static(f"<rss version='2.0'><channel>{items}</channel></rss>".encode(), "application/rss+xml"))
+    for i in range(20):
+        http_server.route(f"/e/{i}", static(
+            f"<html><body><article><p>Entry {i}: the council of Town{i} met on Tuesday about the bridge.</p>"
+            f"<p>It will cost {i} million euros, said mayor Number{i}.</p></article></body></html>".encode()
+        ))
+    feeds = [FeedRecord("f1", http_server.url("/f.xml"), None, NOW, None, None, None, None, None, None, 0, None, None)]
+    policy = FetchPolicy(allow_private_networks=True, per_host_delay=0.0, per_host_concurrency=8, respect_robots=False)
+    stream, most = ArticleStream(capacity=4), []
+    real = stream.entry_done
+
+    def counting(*args):
+        real(*args)
+        most.append(len(stream._ready))
+
+    stream.entry_done = counting
+
+    def consume():
+        time.sleep(2)  # a slow first batch: fetching must wait meanwhile
+        taken = []
+        while (batch := stream.next_batch(3)) is not None:
+            taken += batch
+        return taken
+
+    with ThreadPoolExecutor(2) as extractor, ThreadPoolExecutor(1) as consumer:
+        taken = consumer.submit(consume)
+        polled = asyncio.run(poll(feeds, policy, timedelta(minutes=15), lambda urls: set(), extractor=extractor, listener=stream))
+        stream.close()
+        assert len(taken.result(30)) == 20
+    assert max(most) <= 4 and polled.failures == []

@@ -251,3 +251,10 @@ def test_special_files_are_refused_in_one_line(tmp_path):
     assert_one_line_error(newswatch("clusters", "--db", "/dev/null"), "not a regular file")
     assert_one_line_error(newswatch("import-opml", str(fifo), "--db", str(tmp_path / "x.duckdb")), "not a regular file")
     assert_one_line_error(newswatch("add-feed", "https://example.org/feed", "--db", "/etc/passwd/x.duckdb"), "Not a directory")
+
+
+def test_a_feed_list_file_that_is_a_fifo_is_one_line(tmp_path):
+    fifo = tmp_path / "feeds.opml"
+    os.mkfifo(fifo)
+    result = newswatch("run", "--db", str(tmp_path / "nw.duckdb"), env={"NEWSWATCH_FEEDS_FILE": str(fifo)})
+    assert_one_line_error(result, "cannot read", "not a regular file")
