@@ -27,7 +27,9 @@ class ArticleStream:
     Thread-safe.
     """
 
-    def __init__(self, on_article: Callable[[FetchedArticle], None] | None = None):
+    def __init__(self, on_article: Callable[[FetchedArticle], None] | None = None, capacity: int | None = None):
+        self.capacity = capacity  # polling waits while this many articles wait to be taken
+        self.on_taken: Callable[[int], None] | None = None
         self._changed = threading.Condition()
         self._ready: deque[FetchedArticle] = deque()
         self._waiting: dict[str, set[str]] = {}  # feed_id → entry URLs not stored yet
@@ -102,7 +104,11 @@ class ArticleStream:
             self._changed.wait_for(lambda: len(self._ready) >= size or self._closed)
             if not self._ready:
                 return None
-            return [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
+            batch = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
+            taken = self.on_taken
+        if taken is not None:
+            taken(len(batch))
+        return batch
 
     def completed_feeds(self, stored_urls: Iterable[str]) -> tuple[list[FeedOutcome], list[FetchFailure]]:
         """Outcomes and failure rows to save with a batch that stores these URLs (each handed out once).

@@ -71,6 +71,11 @@ class PollListener(Protocol):
     """Told what polling finds while it goes, so a run can store articles before polling ends."""
 
     stopped: bool  # set to skip the pages not fetched yet (the run is stopping)
+    # At most this many articles handed over and not yet taken (None: no limit): fetching waits
+    # for room, so a slow consumer keeps memory bounded. Polling sets `on_taken`, which the
+    # listener calls with the number of articles it hands on.
+    capacity: int | None
+    on_taken: "Callable[[int], None] | None"
 
     def feeds_parsed(self, outcomes: list[FeedOutcome], failures: list[FetchFailure], entries_of: dict[str, list[str]]) -> None:
         """Every feed was fetched and parsed: its outcome, its failure rows, the entries it brings."""
@@ -157,13 +162,17 @@ async def poll(
         if not fetch_pages:
             pages = [None] * len(entries)
         elif streaming:
+            room = _room_for(listener)
             extracted = await _until_stopped(listener, [
-                _fetch_and_extract(fetcher, extractor, entry, feed_id, progress, on_article, listener)
+                _fetch_and_extract(fetcher, extractor, entry, feed_id, progress, on_article, listener, room)
                 for entry, feed_id in entries.values()
-            ], (None, None, None))
-            pages = [page for page, _, _ in extracted]
-            result.articles = [article for _, article, _ in extracted if article is not None]
-            page_failures = [failure for _, _, failure in extracted if failure is not None]
+            ], (None, None))
+            if listener is not None:
+                listener.on_taken = None
+            pages = [None] * len(entries)
+            # Handed to the listener, the articles are not kept here too (memory stays bounded).
+            result.articles = [article for article, _ in extracted if article is not None]
+            page_failures = [failure for _, failure in extracted if failure is not None]
         else:
             pages = await asyncio.gather(*(
                 _fetch_page(fetcher, entry, progress) for entry, _ in entries.values()
@@ -234,29 +243,59 @@ def extraction_pool(workers: int) -> Iterator[Executor | None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-async def _fetch_and_extract(
-    fetcher: Fetcher, extractor: Executor, entry: FeedEntry, feed_id: str, progress, on_article, listener
-) -> tuple[FetchResult | None, FetchedArticle | None, FetchFailure | None]:
-    if listener is not None and listener.stopped:  # the run is stopping: fetch nothing more
-        return None, None, None
-    page = await _fetch_page(fetcher, entry, progress)
-    if not (page.ok and page.body):  # nothing to parse: the feed's own text, at once
-        article, error = _extract(entry, feed_id, page)
-    else:
+def _room_for(listener: PollListener | None) -> asyncio.Semaphore | None:
+    """A semaphore counting the articles the listener may still take in (None: no limit)."""
+    if listener is None or not listener.capacity:
+        return None
+    room, loop = asyncio.Semaphore(listener.capacity), asyncio.get_running_loop()
+
+    def release(count: int) -> None:
+        for _ in range(count):
+            room.release()
+
+    def taken(count: int) -> None:  # called from the listener's consumer thread
         try:
-            article, error = await asyncio.get_running_loop().run_in_executor(extractor, _extract, entry, feed_id, page)
-        except BrokenProcessPool:  # a worker died (e.g. killed for memory): extract here instead
-            if listener is not None and listener.stopped:  # killed because the run is stopping
-                return page, None, None
-            logger.warning("extraction worker lost; extracting %s in the flow's process", entry.url)
+            loop.call_soon_threadsafe(release, count)
+        except RuntimeError:  # polling has ended
+            pass
+
+    listener.on_taken = taken
+    return room
+
+
+async def _fetch_and_extract(
+    fetcher: Fetcher, extractor: Executor, entry: FeedEntry, feed_id: str, progress, on_article, listener, room=None
+) -> tuple[FetchedArticle | None, FetchFailure | None]:
+    """Fetch and extract one entry's page; the article goes to `listener` (then not returned) or back."""
+    if room is not None:
+        await room.acquire()  # released when the listener's consumer takes the article, or below
+    handed = False
+    try:
+        if listener is not None and listener.stopped:  # the run is stopping: fetch nothing more
+            return None, None
+        page = await _fetch_page(fetcher, entry, progress)
+        if not (page.ok and page.body):  # nothing to parse: the feed's own text, at once
             article, error = _extract(entry, feed_id, page)
-    error = page.error or error
-    failure = FetchFailure(entry.url, feed_id, page.status, error, datetime.now(UTC)) if error else None
-    if article is not None and on_article is not None:
-        on_article(article)
-    if listener is not None:
+        else:
+            try:
+                article, error = await asyncio.get_running_loop().run_in_executor(extractor, _extract, entry, feed_id, page)
+            except BrokenProcessPool:  # a worker died (e.g. killed for memory): extract here instead
+                if listener is not None and listener.stopped:  # killed because the run is stopping
+                    return None, None
+                logger.warning("extraction worker lost; extracting %s in the flow's process", entry.url)
+                article, error = _extract(entry, feed_id, page)
+        error = page.error or error
+        failure = FetchFailure(entry.url, feed_id, page.status, error, datetime.now(UTC)) if error else None
+        if article is not None and on_article is not None:
+            on_article(article)
+        if listener is None:
+            return article, failure
         listener.entry_done(feed_id, entry.url, article, failure)
-    return page, article, failure
+        handed = article is not None
+        return None, failure
+    finally:
+        if room is not None and not handed:
+            room.release()
 
 
 def extract_articles(pages: list[FetchedPage]) -> tuple[list[FetchedArticle], list[FetchFailure]]:
