@@ -103,6 +103,9 @@ def _check_database(db: Path) -> None:
     _refuse_special_file(db)
     if not db.is_file():
         return
+    # After a crash or kill, DuckDB replays its write-ahead log, whose blocks the file may not
+    # hold yet: the block count then says nothing about truncation.
+    replays_log = db.with_name(db.name + ".wal").exists()
     opened = False
     try:
         with open_warehouse(db, read_only=True) as connection:
@@ -111,7 +114,7 @@ def _check_database(db: Path) -> None:
                 "SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = current_database()"
             ).fetchone()
             size, needed = db.stat().st_size, _DUCKDB_HEADER_BYTES + block_size * blocks
-            if size < needed:
+            if size < needed and not replays_log:
                 fail(f"database {db} is damaged: the file has {size:,} of the {needed:,} bytes it needs (truncated?)")
             tables = connection.execute(
                 "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
