@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
     fetch_pages: bool = Field(True, description="Fetch each new entry's page; off: keep the feed's own text (summary or full content).")
     feed_max_new_entries: int = Field(500, ge=1, description="New entries taken from one feed per run, newest first; the rest come in the next runs (the feed stays due), so one huge feed cannot starve the others.")
-    batch_size: int = Field(500, ge=1, description="Articles decided and stored together: a run commits each batch in its own transaction, so a stopped run keeps every batch it stored and the next run resumes.")
+    batch_size: int = Field(500, ge=1, description="Articles decided and stored together: a run commits each batch in its own transaction, so a stopped run keeps every batch it stored and the next run resumes. Articles of one batch can still be re-placed and their new stories merged; a later batch meets them as stored stories (larger batches: better stories, less frequent commits).")
     fixture_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest article file read by `run --fixtures`; a bigger one is skipped with a warning naming it.")
     extract_workers: int = Field(0, ge=0, description="Processes extracting pages as they arrive (0: one per CPU core; 1: in the flow's process, after fetching). Runs of fewer than 16 new pages extract in the flow's process.")
     feeds_file: Path | None = Field(None, description="OPML file whose feeds are added (when missing) before every feed run.")
