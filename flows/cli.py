@@ -211,6 +211,7 @@ def run(
     if fixtures is None and not feed_count:
         fail("no feeds to poll: add one with `newswatch add-feed URL`, or pass --fixtures DIR")
 
+    _use_running_service(settings)
     from flows.ingest import ingest_feeds, ingest_fixtures
     from flows.pipeline import get_embedder
     import signal
@@ -438,6 +439,22 @@ IntervalOption = Annotated[
 CronOption = Annotated[str | None, typer.Option("--cron", help="Cron expression for feed runs instead of an interval.")]
 
 
+def _use_running_service(settings) -> None:
+    """Run on the Prefect server of a `serve` running with this Prefect home, so the run shows in its UI and history.
+
+    Only when PREFECT_API_URL is not set and the service's server answers; otherwise Prefect
+    starts its temporary server for this run. Call before Prefect is imported.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from flows.service import api_is_healthy, read_state
+
+    state = read_state(_prefect_home(settings))
+    if state and state.get("api_url") and api_is_healthy(state["api_url"]):
+        os.environ["PREFECT_API_URL"] = state["api_url"]
+        console.print(f"on the Prefect server of the running service ({state['api_url']})")
+
+
 def _service_settings(db, interval, cron):
     if interval is not None and cron is not None:
         fail("give --interval or --cron, not both")
@@ -465,8 +482,8 @@ def _prefect_home(settings) -> Path:
 def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption = None) -> None:
     """Run the feed ingest on a schedule, plus a daily maintenance run, until stopped (Ctrl+C or SIGTERM).
 
-    Without PREFECT_API_URL a Prefect server is started on 127.0.0.1 (SQLite in
-    $NEWSWATCH_PREFECT_HOME, default prefect/ beside the database) and stopped on exit.
+    Without PREFECT_API_URL a Prefect server is started on $NEWSWATCH_PREFECT_HOST (127.0.0.1;
+    SQLite in $NEWSWATCH_PREFECT_HOME, default prefect/ beside the database) and stopped on exit.
 
     Example: newswatch serve --db /data/newswatch.duckdb --interval 600
     """
@@ -493,7 +510,7 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
     server = None
     if own_server:
         try:
-            server = start_prefect_server(home, settings.prefect_port)
+            server = start_prefect_server(home, settings.prefect_port, host=settings.prefect_host)
         except ServiceError as error:
             fail(str(error))
     elif not api_is_healthy(api_url):
@@ -505,7 +522,10 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
     try:
         deployments = build_deployments(settings.db.resolve(), settings)
         schedule = f"cron {settings.serve_cron}" if settings.serve_cron else f"every {settings.serve_interval_seconds:g} s"
-        state = write_state(home, api_url=api_url, db=str(settings.db.resolve()), schedule=schedule)
+        state = write_state(
+            home, api_url=api_url, db=str(settings.db.resolve()), schedule=schedule,
+            ui=own_server and os.environ.get("PREFECT_UI_ENABLED", "true").lower() not in ("0", "false", "no", "off"),
+        )
         console.print(
             f"newswatch serving: feed runs {schedule}, maintenance at cron {settings.maintenance_cron} "
             f"({settings.serve_timezone}); Prefect API {api_url}; ready in {time.monotonic() - started:.1f} s"
@@ -563,7 +583,7 @@ def deploy(
 def status(
     db: DbOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs to show.")] = 10,
-    check: Annotated[bool, typer.Option("--check", help="Only check that the service is up (exit 0) or not (exit 1).")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Only check that the service is up, its Prefect UI included (exit 0), or not (exit 1).")] = False,
 ) -> None:
     """Show the last runs, the next scheduled runs and the feeds needing attention.
 
@@ -582,6 +602,14 @@ def status(
         if not healthy:
             typer.echo("newswatch: service is not running" if not api_url else f"newswatch: Prefect API {api_url} does not answer", err=True)
             raise typer.Exit(1)
+        if (state or {}).get("ui"):
+            from flows.service import ui_is_up
+
+            if not ui_is_up(api_url):
+                typer.echo(f"newswatch: the Prefect UI beside {api_url} does not answer (see server.log in the Prefect home)", err=True)
+                raise typer.Exit(1)
+            console.print(f"ok: Prefect API {api_url} and its UI are up")
+            return
         console.print(f"ok: Prefect API {api_url} is healthy")
         return
     with _warehouse(settings.db, read_only=True) as connection:
@@ -626,9 +654,16 @@ def status(
 @app.command()
 def dashboard(
     db: DbOption = None,
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")] = 8501,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8501,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (default: $NEWSWATCH_DASHBOARD_HOST, else 127.0.0.1; 0.0.0.0: every interface, no login)."),
+    ] = None,
 ) -> None:
-    """Serve the read-only stories dashboard on 127.0.0.1.
+    """Serve the read-only stories dashboard (on 127.0.0.1 unless --host says otherwise).
+
+    It has no login: on another address than 127.0.0.1, anyone who reaches the port reads the
+    stories (put it behind a reverse proxy with authentication; see the README).
 
     Example: newswatch dashboard --db newswatch.duckdb --port 8501
     """
@@ -637,15 +672,19 @@ def dashboard(
 
     import dashboards
 
-    settings = _settings(db=db)
+    settings = _settings(db=db, dashboard_host=host)
+    host = settings.dashboard_host
     app_path = Path(dashboards.__file__).parent / "app.py"
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_path),
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--", "--db", str(settings.db),
     ]
-    console.print(f"Dashboard on http://127.0.0.1:{port} (Ctrl+C stops it)")
+    where = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if host in ("0.0.0.0", "::"):
+        where += f" and on every interface ({host}; read-only, no login)"
+    console.print(f"Dashboard on {where} (Ctrl+C stops it)")
     try:
         raise typer.Exit(subprocess.call(command))
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """`newswatch serve`: a local Prefect server when none is configured, and the deployments served on it.
 
 Prefect schedules never fire on the temporary in-process server Prefect starts per process, so
-without `PREFECT_API_URL` `serve` starts `prefect server start --host 127.0.0.1` (SQLite in its
+without `PREFECT_API_URL` `serve` starts `prefect server start` (SQLite in its
 PREFECT_HOME), waits until it is healthy, serves the deployments, and stops the server and every
 process it started on exit (SIGINT or SIGTERM). A state file in the Prefect home lets
 `newswatch status` find the running service.
@@ -58,14 +58,16 @@ def _signal_group(pid: int, signum: int) -> None:
         pass
 
 
-def port_is_free(port: int) -> bool:
-    """Whether nothing listens on 127.0.0.1:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on host:port (127.0.0.1 is checked too: the service calls its server there)."""
+    for address in dict.fromkeys(("127.0.0.1", host)):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError:
+                return False
     return True
 
 
@@ -77,25 +79,41 @@ def api_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def start_prefect_server(home: Path, port: int, startup_timeout: float = 180.0) -> PrefectServer:
-    """Start `prefect server start` on 127.0.0.1:port with this PREFECT_HOME and wait until it is healthy.
+def ui_is_up(api_url: str, timeout: float = 5.0) -> bool:
+    """Whether the Prefect UI beside this API answers with its page (not only the API)."""
+    base = api_url.rstrip("/").removesuffix("/api")
+    try:
+        response = httpx.get(f"{base}/", timeout=timeout, follow_redirects=True, headers={"Accept": "text/html"})
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and "<html" in response.text[:2000].lower()
+
+
+def start_prefect_server(
+    home: Path, port: int, startup_timeout: float = 180.0, host: str = "127.0.0.1",
+) -> PrefectServer:
+    """Start `prefect server start` on host:port with this PREFECT_HOME and wait until it is healthy.
+
+    The service itself calls it on 127.0.0.1 (which `0.0.0.0` includes). Its UI calls the API
+    at `/api` of the address the browser used, so it works through a published port or a reverse
+    proxy, unless PREFECT_UI_API_URL says otherwise.
 
     Raises:
         ServiceError: The port is taken, or the server exited or stayed unhealthy.
     """
-    if not port_is_free(port):
+    if not port_is_free(port, host):
         raise ServiceError(
-            f"port {port} on 127.0.0.1 is in use: set NEWSWATCH_PREFECT_PORT, or PREFECT_API_URL to use a running server"
+            f"port {port} on {host} is in use: set NEWSWATCH_PREFECT_PORT, or PREFECT_API_URL to use a running server"
         )
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
     prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", host, "--port", str(port)]
     environment = {
+        "PREFECT_UI_API_URL": "/api",
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
     }
     environment.pop("PREFECT_API_URL", None)
     with log_path.open("ab") as log:
@@ -129,6 +147,8 @@ def read_state(home: Path) -> dict | None:
     try:
         state = json.loads((home / STATE_FILE).read_text())
         os.kill(int(state["pid"]), 0)
+    except PermissionError:
+        return state  # alive, run by another user (a container started with --user, checked as its default user)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return state

@@ -9,6 +9,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from warehouse.connection import DEFAULT_MEMORY_LIMIT, set_memory_limit
 
 
+# An IPv4 or IPv6 address or a host name to listen on.
+HOST_PATTERN = r"^[A-Za-z0-9.:-]{1,253}$"
+
+
 class Settings(BaseSettings):
     """newswatch settings; each field is read from the environment variable NEWSWATCH_<NAME>."""
 
@@ -64,7 +68,9 @@ class Settings(BaseSettings):
     maintenance_cron: str = Field("30 3 * * *", description="Cron expression of the daily maintenance run (Parquet export, re-extraction, feed health).")
     export_dir: Path | None = Field(None, description="Folder for the maintenance run's Parquet exports (default: `exports/` beside the database).")
     prefect_home: Path | None = Field(None, description="PREFECT_HOME of the Prefect server `serve` starts (default: `prefect/` beside the database).")
-    prefect_port: int = Field(4200, ge=1, le=65535, description="Port on 127.0.0.1 of the Prefect server `serve` starts when PREFECT_API_URL is not set.")
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the Prefect server `serve` starts when PREFECT_API_URL is not set.")
+    prefect_host: str = Field("127.0.0.1", pattern=HOST_PATTERN, description="Address that Prefect server listens on: `127.0.0.1` (this machine only) or `0.0.0.0` (every interface, as in the container image; its UI and API have no login).")
+    dashboard_host: str = Field("127.0.0.1", pattern=HOST_PATTERN, description="Address `newswatch dashboard` listens on unless `--host` is given: `127.0.0.1` (this machine only) or `0.0.0.0` (every interface, as in the container image; the dashboard is read-only and has no login).")
     task_runner: Literal["local", "dask"] = Field("local", description="Where extraction and embedding chunks run: `local` (the flow's process) or `dask` (prefect-dask).")
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster, e.g. `tcp://10.0.0.5:8786` (default: a local cluster per run).")
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster started for a run when no address is given.")

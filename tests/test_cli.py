@@ -258,3 +258,55 @@ def test_a_feed_list_file_that_is_a_fifo_is_one_line(tmp_path):
     os.mkfifo(fifo)
     result = newswatch("run", "--db", str(tmp_path / "nw.duckdb"), env={"NEWSWATCH_FEEDS_FILE": str(fifo)})
     assert_one_line_error(result, "cannot read", "not a regular file")
+
+
+def _listening_addresses(pid: int, port: int) -> set[str]:
+    import psutil
+
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return {
+        connection.laddr.ip
+        for process in processes
+        for connection in process.net_connections(kind="tcp")
+        if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+    }
+
+
+@pytest.mark.parametrize(("args", "env", "address"), [
+    ((), {}, "127.0.0.1"),  # this machine only, unless asked
+    (("--host", "0.0.0.0"), {}, "0.0.0.0"),
+    ((), {"NEWSWATCH_DASHBOARD_HOST": "0.0.0.0"}, "0.0.0.0"),  # as the container image sets it
+])
+def test_dashboard_listens_where_asked(tmp_path, args, env, address):
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {key: value for key, value in os.environ.items() if key != "NEWSWATCH_DASHBOARD_HOST"}
+    environment.update(NEWSWATCH_DB=str(tmp_path / "nw.duckdb"), **env)
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "dashboard", "--port", str(port), *args],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and dashboard.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        assert _listening_addresses(dashboard.pid, port) == {address}
+    finally:
+        os.killpg(dashboard.pid, 15)
+        output = dashboard.communicate(timeout=30)[0].decode(errors="replace")
+    assert f":{port}" in output
+    if address == "0.0.0.0":
+        assert "every interface" in output and "no login" in output
+
+
+def test_dashboard_refuses_a_bad_host(tmp_path):
+    assert_one_line_error(newswatch("dashboard", "--host", "a b; c", "--db", str(tmp_path / "nw.duckdb")), "DASHBOARD_HOST")

@@ -1,5 +1,6 @@
 """The scheduled service on a real local Prefect server: `newswatch serve`, and deployments run by a worker."""
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flows.service import descendants, start_prefect_server
@@ -50,6 +52,14 @@ def read_runs(db: Path):
         return None
 
 
+def flow_names(api_url: str) -> set[str]:
+    """Names of the flows with runs on the Prefect server at api_url."""
+    flows = httpx.post(f"{api_url}/flows/filter", json={"limit": 50}, timeout=30).raise_for_status().json()
+    runs = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200}, timeout=30).raise_for_status().json()
+    names = {flow["id"]: flow["name"] for flow in flows}
+    return {names.get(run["flow_id"], "?") for run in runs}
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -89,6 +99,21 @@ def test_serve_runs_on_schedule_and_stops_cleanly(tmp_path, http_server):
         )
         assert status.returncode == 0, status.stderr
         assert "Service: running" in status.stdout and "Next scheduled-ingest" in status.stdout
+        check = subprocess.run(
+            [*NEWSWATCH, "status", "--check", "--db", str(db)], cwd=ROOT, env=service_environment(),
+            capture_output=True, text=True, timeout=120,
+        )
+        assert check.returncode == 0 and "and its UI are up" in check.stdout, check.stdout + check.stderr
+        # A run started by hand beside the service (as `docker exec` does) runs on the service's
+        # Prefect server, so it shows in its UI; another database keeps it clear of the schedule.
+        by_hand = subprocess.run(
+            [*NEWSWATCH, "run", "--fixtures", str(ROOT / "tests" / "fixtures" / "seeds"), "--db", str(tmp_path / "other.duckdb")],
+            cwd=ROOT, env=service_environment(NEWSWATCH_PREFECT_HOME=str(tmp_path / "prefect")),
+            capture_output=True, text=True, timeout=300,
+        )
+        assert by_hand.returncode == 0, by_hand.stderr[-2000:]
+        assert "on the Prefect server of the running service" in by_hand.stdout
+        assert "ingest-fixtures" in flow_names(json.loads((tmp_path / "prefect" / "newswatch-serve.json").read_text())["api_url"])
         children.update(descendants(service.pid))
     finally:
         service.send_signal(signal.SIGTERM)
