@@ -247,6 +247,9 @@ def cached_export(name: str, roots: list[Path], export: Callable[[Path], None]) 
             continue
         try:
             export(scratch)
+            # mkdtemp makes a folder only its owner can read; the export is for every user of the
+            # model (a service user reading what an image build made as root).
+            scratch.chmod(0o777 & ~_umask())
             try:
                 scratch.rename(root / name)
             except OSError:
@@ -258,6 +261,13 @@ def cached_export(name: str, roots: list[Path], export: Callable[[Path], None]) 
         logger.info("exported %s to %s", name, root / name)
         return root / name
     raise OSError(f"no writable folder for the {name} export ({'; '.join(refused)})")
+
+
+def _umask() -> int:
+    """The process's file mode creation mask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def export_openvino(model_path: str, target: Path) -> None:

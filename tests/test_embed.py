@@ -6,6 +6,7 @@ skipped, while the fallback to PyTorch and the export cache are tested either wa
 
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -156,6 +157,10 @@ def test_an_export_goes_to_the_first_writable_folder_once(tmp_path):
     assert cached_export("openvino-test", roots, export) == folder
     assert len(calls) == 1
     assert [path.name for path in (tmp_path / "cache").iterdir()] == ["openvino-test"]  # no scratch left
+    # Readable by every user, as a folder made with mkdir is (not mkdtemp's owner-only mode).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~mask
 
 
 def test_a_failed_export_leaves_nothing_behind(tmp_path):
