@@ -490,7 +490,8 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
     import signal
 
     from flows.service import (
-        ServiceError, api_is_healthy, serve_deployments, start_prefect_server, stop_descendants, write_state,
+        ServiceError, api_is_healthy, connect_address, serve_deployments, start_prefect_server, stop_descendants,
+        write_state,
     )
 
     started = time.monotonic()
@@ -499,8 +500,8 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
     if own_server:
         # Set before Prefect is first imported (it reads its settings then): every Prefect call of
         # this process and of the flow runs it starts goes to the server started below.
-        port = _settings(db=db).prefect_port
-        api_url = os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        early = _settings(db=db)
+        api_url = os.environ["PREFECT_API_URL"] = f"http://{connect_address(early.prefect_host)}:{early.prefect_port}/api"
     settings = _service_settings(db, interval, cron)
     _check_model(settings)
     _check_database(settings.db)
@@ -671,6 +672,7 @@ def dashboard(
     import sys
 
     import dashboards
+    from flows.service import connect_address
 
     settings = _settings(db=db, dashboard_host=host)
     host = settings.dashboard_host
@@ -681,7 +683,7 @@ def dashboard(
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
         "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--", "--db", str(settings.db),
     ]
-    where = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    where = f"http://{connect_address(host)}:{port}"
     if host in ("0.0.0.0", "::"):
         where += f" and on every interface ({host}; read-only, no login)"
     console.print(f"Dashboard on {where} (Ctrl+C stops it)")

@@ -89,12 +89,21 @@ def ui_is_up(api_url: str, timeout: float = 5.0) -> bool:
     return response.status_code == 200 and "<html" in response.text[:2000].lower()
 
 
+def connect_address(host: str) -> str:
+    """The address a client on this machine uses for a server listening on host (a URL's host part).
+
+    A wildcard (`0.0.0.0`, `::`) includes the loopback; an IPv6 address goes in brackets.
+    """
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
 def start_prefect_server(
     home: Path, port: int, startup_timeout: float = 180.0, host: str = "127.0.0.1",
 ) -> PrefectServer:
     """Start `prefect server start` on host:port with this PREFECT_HOME and wait until it is healthy.
 
-    The service itself calls it on 127.0.0.1 (which `0.0.0.0` includes). Its UI calls the API
+    The service itself calls it at `connect_address(host)`. Its UI calls the API
     at `/api` of the address the browser used, so it works through a published port or a reverse
     proxy, unless PREFECT_UI_API_URL says otherwise.
 
@@ -122,7 +131,7 @@ def start_prefect_server(
             start_new_session=True,  # its own process group: stopping it stops its workers too
             preexec_fn=die_with_this_process(),  # and it ends with this process, even one killed with SIGKILL
         )
-    server = PrefectServer(process, f"http://127.0.0.1:{port}/api", log_path)
+    server = PrefectServer(process, f"http://{connect_address(host)}:{port}/api", log_path)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.service import descendants, start_prefect_server
+from flows.service import connect_address, descendants, start_prefect_server
 from tests.test_feed_ingest import serve as serve_seed_site
 from tests.http_server import make_server_fixture
 from warehouse.connection import WarehouseError, open_warehouse
@@ -180,3 +180,11 @@ def test_a_worker_runs_the_deployed_ingest(tmp_path, http_server):
     with open_warehouse(db, read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM articles").fetchone()[0] == 4
         assert connection.execute("SELECT flow, status FROM runs").fetchall() == [("ingest-feeds", "completed")]
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("10.0.0.5", "10.0.0.5"), ("::1", "[::1]")],
+)
+def test_clients_on_this_machine_reach_a_server_where_it_listens(host, address):
+    assert connect_address(host) == address
