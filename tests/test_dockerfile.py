@@ -40,7 +40,7 @@ def stages() -> list[list[str]]:
 
 
 def test_small_python_311_base_in_every_stage():
-    assert [line.split()[0] for line in instruction("FROM")] == ["python:3.11-slim", "python:3.11-slim"]
+    assert [line.split()[0] for line in instruction("FROM")] == ["python:3.11-slim", "deps", "python:3.11-slim"]
 
 
 def test_cpu_torch_is_installed_first_with_the_pyproject_pin():
@@ -65,10 +65,9 @@ def test_the_openvino_runtime_is_installed_as_the_readme_installs_it():
 
 def test_dependencies_install_before_the_source_is_copied():
     """A code or README edit reuses the dependency layer (only pyproject.toml comes before it)."""
-    build = stages()[0]
-    dependencies = next(i for i, line in enumerate(build) if "'.[openvino]'" in line)
-    copies_before = [line for line in build[:dependencies] if line.startswith("COPY")]
-    assert copies_before == ["COPY pyproject.toml ./"]
+    deps, build = stages()[0], stages()[1]
+    assert [line for line in deps if line.startswith("COPY")] == ["COPY pyproject.toml ./"]
+    assert any("'.[openvino]'" in line for line in deps)
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     copies = " ".join(instruction("COPY", build))
     assert all(f"{package} ./{package}" in copies for package in packages), copies
@@ -77,8 +76,11 @@ def test_dependencies_install_before_the_source_is_copied():
 
 
 def test_the_runtime_stage_copies_the_environment_not_the_build_leftovers():
-    runtime = stages()[1]
-    assert "COPY --from=build /opt/newswatch /opt/newswatch" in runtime
+    """The dependencies' layer is reused while they stay the same; the project comes last, on top."""
+    runtime = stages()[2]
+    copies = [line for line in runtime if line.startswith("COPY --from")]
+    assert copies == ["COPY --from=deps /opt/newswatch /opt/newswatch", "COPY --from=build /stage/ /"]
+    assert runtime.index(copies[1]) > max(i for i, line in enumerate(runtime) if line.startswith("RUN"))
     assert not [line for line in runtime if "pip install" in line]
     assert any("rm -rf /tmp/* /root/.cache" in line for line in runtime)
 
@@ -96,7 +98,7 @@ def test_data_volume_ports_health_check_and_serve():
 
 
 def test_prefect_ui_is_prepared_at_build_time_in_a_folder_the_service_user_owns():
-    (prepare,) = [line for line in instruction("RUN", stages()[1]) if "create_ui_app" in line]
+    (prepare,) = [line for line in instruction("RUN", stages()[2]) if "create_ui_app" in line]
     assert "test -f /opt/newswatch/prefect-ui/v1/index.html" in prepare
     assert "chown -R 10001:0" in prepare and "/opt/newswatch/prefect-ui" in prepare
 
