@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from warehouse.sql import run
+from warehouse.sql import execute
 
 from warehouse.migrations import apply_migrations, schema_version, MIGRATIONS
 
@@ -29,16 +29,9 @@ class WarehouseBusy(WarehouseError):
 
 
 # DuckDB's buffer manager would otherwise cache up to 80% of the machine's memory while it scans
-# (2.9 GiB for one dedupe step against a million articles; 1.8 GiB with this limit, as fast).
-# `flows.settings.Settings.duckdb_memory_limit` sets it; empty means DuckDB's own default.
+# (BENCHMARKS.md, "Dedupe and clustering against a growing history"). The setting
+# `duckdb_memory_limit` is passed in; None or "" means DuckDB's own default.
 DEFAULT_MEMORY_LIMIT = "512MB"
-MEMORY_LIMIT: str | None = os.environ.get("NEWSWATCH_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT) or None
-
-
-def set_memory_limit(limit: str | None) -> None:
-    """The memory limit of every connection opened from now on in this process (e.g. "512MB")."""
-    global MEMORY_LIMIT
-    MEMORY_LIMIT = limit or None
 
 
 def is_lock_error(error: Exception) -> bool:
@@ -47,13 +40,13 @@ def is_lock_error(error: Exception) -> bool:
     return "could not set lock" in message or "conflicting lock" in message
 
 
-def _connect(path: Path, read_only: bool, lock_wait: float) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, read_only: bool, lock_wait: float, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
     """Connect, waiting with backoff while another process holds the file (at most `lock_wait` s)."""
     deadline = time.monotonic() + lock_wait
     delay = 0.05
+    config = {"memory_limit": memory_limit} if memory_limit else {}
     while True:
         try:
-            config = {"memory_limit": MEMORY_LIMIT} if MEMORY_LIMIT else {}
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as error:
             if not is_lock_error(error) or time.monotonic() + delay > deadline:
@@ -72,7 +65,11 @@ def _first_line(error: Exception) -> str:
 
 @contextmanager
 def open_warehouse(
-    path: Path | str, *, read_only: bool = False, lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS
+    path: Path | str,
+    *,
+    read_only: bool = False,
+    lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS,
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the database, bring its schema up to date, and close it on exit.
 
@@ -83,6 +80,7 @@ def open_warehouse(
         path: The DuckDB file; created (with its schema) when missing unless `read_only`.
         read_only: Open without writing; the schema must then already be current.
         lock_wait: Seconds to keep retrying while another process holds the file.
+        memory_limit: Memory DuckDB may use for this connection (e.g. "512MB"; None: DuckDB's default).
 
     Yields:
         A connection.
@@ -98,9 +96,9 @@ def open_warehouse(
         raise WarehouseError(f"cannot create database {path}: folder {path.parent} does not exist")
     if read_only and not path.exists():
         raise WarehouseError(f"database {path} does not exist yet: run `newswatch run` first")
-    connection = _connect(path, read_only, lock_wait)
+    connection = _connect(path, read_only, lock_wait, memory_limit)
     try:
-        run(connection, "SET TimeZone = 'UTC'")
+        execute(connection, "SET TimeZone = 'UTC'")
         version = schema_version(connection)
         latest = MIGRATIONS[-1].version
         if version > latest:

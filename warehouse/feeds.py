@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from warehouse.sql import run
+from warehouse.sql import execute
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,12 @@ def feed_id_for(url: str) -> str:
 
 def add_feed(connection: duckdb.DuckDBPyConnection, url: str, name: str | None, now: datetime) -> bool:
     """Add a feed, due at once; False when the URL is already listed (its name is then updated if given)."""
-    existing = run(connection, "SELECT feed_id FROM feeds WHERE url = ?", [url])
+    existing = execute(connection, "SELECT feed_id FROM feeds WHERE url = ?", [url])
     if existing:
         if name:
-            run(connection, "UPDATE feeds SET name = ? WHERE url = ?", [name, url])
+            execute(connection, "UPDATE feeds SET name = ? WHERE url = ?", [name, url])
         return False
-    run(
+    execute(
         connection,
         "INSERT INTO feeds (feed_id, url, name, added_at, next_due_at) VALUES (?, ?, ?, ?, ?)",
         [feed_id_for(url), url, name, now, now],
@@ -53,19 +53,19 @@ def add_feed(connection: duckdb.DuckDBPyConnection, url: str, name: str | None, 
 
 def remove_feed(connection: duckdb.DuckDBPyConnection, url_or_id: str) -> bool:
     """Remove a feed by URL or id; its articles stay. False when no such feed."""
-    removed = run(connection, "DELETE FROM feeds WHERE url = ? OR feed_id = ? RETURNING feed_id", [url_or_id, url_or_id])
+    removed = execute(connection, "DELETE FROM feeds WHERE url = ? OR feed_id = ? RETURNING feed_id", [url_or_id, url_or_id])
     return bool(removed)
 
 
 def list_feeds(connection: duckdb.DuckDBPyConnection) -> list[FeedRecord]:
     """Every feed, by name then URL."""
-    rows = run(connection, f"SELECT {_COLUMNS} FROM feeds ORDER BY coalesce(name, url), url")
+    rows = execute(connection, f"SELECT {_COLUMNS} FROM feeds ORDER BY coalesce(name, url), url")
     return [FeedRecord(*row) for row in rows]
 
 
 def due_feeds(connection: duckdb.DuckDBPyConnection, now: datetime) -> list[FeedRecord]:
     """Feeds whose next poll time has come (failing feeds included: they are retried forever)."""
-    rows = run(
+    rows = execute(
         connection,
         f"SELECT {_COLUMNS} FROM feeds WHERE next_due_at IS NULL OR next_due_at <= ? ORDER BY next_due_at NULLS FIRST, url",
         [now],
@@ -91,7 +91,7 @@ def record_feed_outcomes(connection: duckdb.DuckDBPyConnection, outcomes: list[F
     """Update each polled feed's health; validators are kept when a poll brings none."""
     for outcome in outcomes:
         failed = outcome.error is not None
-        run(
+        execute(
             connection,
             """
             UPDATE feeds SET
@@ -129,7 +129,7 @@ class FetchFailure:
 def record_fetch_failures(connection: duckdb.DuckDBPyConnection, failures: list[FetchFailure]) -> None:
     """Append failures to `fetch_failures` (a row per failure, never only a log line)."""
     for failure in failures:
-        run(
+        execute(
             connection,
             "INSERT INTO fetch_failures (url, feed_id, status, error, failed_at) VALUES (?, ?, ?, ?, ?)",
             [failure.url, failure.feed_id, failure.status, failure.error, failure.failed_at],

@@ -2,7 +2,8 @@
 
 Keys, in one place:
 
-- ``articles``: ``article_id`` (a hash of the URL as fetched); rows are insert-only.
+- ``articles``: ``article_id`` (a hash of the URL as fetched); a load inserts only new rows (re-extraction
+  later updates texts in place: `warehouse.pages`).
 - ``embeddings``: ``(text_hash, model)``: unchanged text is never embedded again.
 - ``article_terms``: ``(article_id, term)``; ``terms``: ``term``, counted once per new original.
 - ``pages``: ``article_id``; ``feeds``: updated in place by ``feed_id``; ``fetch_failures``: append-only.
@@ -16,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
+import pyarrow as pa
 
 from warehouse.feeds import FeedOutcome, FetchFailure, record_feed_outcomes, record_fetch_failures
-from warehouse.sql import run
-import pyarrow as pa
+from warehouse.sql import execute, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +105,41 @@ def insert_embeddings(connection: duckdb.DuckDBPyConnection, rows: list[Embeddin
     if not rows:
         return 0
     connection.register("new_embeddings", _table(rows, EmbeddingRow))
-    before = run(connection, "SELECT count(*) FROM embeddings")[0][0]
-    run(connection, "INSERT OR IGNORE INTO embeddings BY NAME SELECT * FROM new_embeddings")
-    added = run(connection, "SELECT count(*) FROM embeddings")[0][0] - before
+    before = execute(connection, "SELECT count(*) FROM embeddings")[0][0]
+    execute(connection, "INSERT OR IGNORE INTO embeddings BY NAME SELECT * FROM new_embeddings")
+    added = execute(connection, "SELECT count(*) FROM embeddings")[0][0] - before
     connection.unregister("new_embeddings")
     return added
+
+
+def add_document_counts(connection: duckdb.DuckDBPyConnection, article_terms: str, originals: list[str]) -> None:
+    """Count the terms of these original articles, read from the table or view `article_terms`, into `terms`.
+
+    Each original counts once per term (`terms.document_count` is over originals; duplicates would
+    count one text twice). Inside the caller's transaction.
+    """
+    execute(
+        connection,
+        f"""
+        INSERT INTO terms BY NAME
+        SELECT term, count(*) AS document_count FROM {article_terms}
+        WHERE article_id IN (SELECT unnest(?)) GROUP BY term
+        ON CONFLICT (term) DO UPDATE SET document_count = terms.document_count + excluded.document_count
+        """,
+        [originals],
+    )
+
+
+TERM_SCHEMA = pa.schema([("article_id", pa.string()), ("term", pa.string()), ("count", pa.int32())])
+
+
+def term_table(terms_of: dict[str, dict[str, int]]) -> pa.Table:
+    """`article_terms` rows for these articles' term counts."""
+    return pa.Table.from_pylist(
+        [{"article_id": article_id, "term": term, "count": count} for article_id, terms in terms_of.items()
+         for term, count in terms.items()],
+        schema=TERM_SCHEMA,
+    )
 
 
 def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadResult:
@@ -121,50 +152,30 @@ def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadR
     Returns:
         How many rows were new.
     """
-    run(connection, "BEGIN TRANSACTION")
-    try:
+    with transaction(connection):
         stored = set()
         if batch.articles:
             ids = [row.article_id for row in batch.articles]
-            stored = {r[0] for r in run(connection, 
-                "SELECT article_id FROM articles WHERE article_id IN (SELECT unnest(?))", [ids]
+            stored = {r[0] for r in execute(
+                connection, "SELECT article_id FROM articles WHERE article_id IN (SELECT unnest(?))", [ids]
             )}
         articles = [row for row in batch.articles if row.article_id not in stored]
         if articles:
-            new_articles = _table(articles, ArticleRow)
-            connection.register("new_articles", new_articles)
-            run(connection, f"INSERT INTO articles BY NAME SELECT * FROM new_articles")
+            connection.register("new_articles", _table(articles, ArticleRow))
+            execute(connection, "INSERT INTO articles BY NAME SELECT * FROM new_articles")
             connection.unregister("new_articles")
-            originals = [row.article_id for row in articles if row.duplicate_of is None]
-            terms = pa.Table.from_pylist([
-                {"article_id": article_id, "term": term, "count": count}
-                for article_id in (row.article_id for row in articles)
-                for term, count in batch.article_terms.get(article_id, {}).items()
-            ], schema=pa.schema([("article_id", pa.string()), ("term", pa.string()), ("count", pa.int32())]))
-            connection.register("new_terms", terms)
-            run(connection, "INSERT INTO article_terms BY NAME SELECT * FROM new_terms")
-            run(connection, 
-                """
-                INSERT INTO terms BY NAME
-                SELECT term, count(*) AS document_count FROM new_terms
-                WHERE article_id IN (SELECT unnest(?)) GROUP BY term
-                ON CONFLICT (term) DO UPDATE SET document_count = terms.document_count + excluded.document_count
-                """,
-                [originals],
-            )
+            connection.register("new_terms", term_table({row.article_id: batch.article_terms.get(row.article_id, {}) for row in articles}))
+            execute(connection, "INSERT INTO article_terms BY NAME SELECT * FROM new_terms")
+            add_document_counts(connection, "new_terms", [row.article_id for row in articles if row.duplicate_of is None])
             connection.unregister("new_terms")
         pages = [row for row in batch.pages if row.article_id not in stored]
         if pages:
             connection.register("new_pages", _table(pages, PageRow))
-            run(connection, "INSERT OR IGNORE INTO pages BY NAME SELECT * FROM new_pages")
+            execute(connection, "INSERT OR IGNORE INTO pages BY NAME SELECT * FROM new_pages")
             connection.unregister("new_pages")
         record_feed_outcomes(connection, batch.feed_outcomes)
         record_fetch_failures(connection, batch.fetch_failures)
         embeddings = insert_embeddings(connection, batch.embeddings)
-        run(connection, "COMMIT")
-    except Exception:
-        run(connection, "ROLLBACK")
-        raise
     duplicates = sum(1 for row in articles if row.duplicate_of)
     logger.info("loaded %d articles (%d duplicates), %d embeddings", len(articles), duplicates, embeddings)
     return LoadResult(len(articles), duplicates, embeddings)

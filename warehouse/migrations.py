@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from warehouse.sql import run
+from warehouse.sql import execute, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +158,12 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 def schema_version(connection: duckdb.DuckDBPyConnection) -> int:
     """The highest applied migration, 0 for an empty database."""
-    exists = run(connection, 
+    exists = execute(connection, 
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
     )[0][0]
     if not exists:
         return 0
-    return run(connection, "SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]
+    return execute(connection, "SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]
 
 
 def apply_migrations(connection: duckdb.DuckDBPyConnection) -> list[int]:
@@ -172,7 +172,7 @@ def apply_migrations(connection: duckdb.DuckDBPyConnection) -> list[int]:
     Returns:
         The versions applied now.
     """
-    run(connection, 
+    execute(connection, 
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
@@ -181,16 +181,9 @@ def apply_migrations(connection: duckdb.DuckDBPyConnection) -> list[int]:
     for migration in MIGRATIONS:
         if migration.version <= current:
             continue
-        run(connection, "BEGIN TRANSACTION")
-        try:
-            run(connection, migration.sql)
-            run(connection, 
-                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name]
-            )
-            run(connection, "COMMIT")
-        except Exception:
-            run(connection, "ROLLBACK")
-            raise
+        with transaction(connection):
+            execute(connection, migration.sql)
+            execute(connection, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name])
         logger.info("applied migration %d: %s", migration.version, migration.name)
         applied.append(migration.version)
     return applied

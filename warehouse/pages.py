@@ -6,8 +6,8 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
-from warehouse.load import EmbeddingRow, insert_embeddings
-from warehouse.sql import run
+from warehouse.load import EmbeddingRow, add_document_counts, insert_embeddings, term_table
+from warehouse.sql import execute, transaction
 
 
 @dataclass
@@ -52,7 +52,7 @@ def stored_pages(
         stale_for: Only pages whose text was extracted by something other than this extractor;
             None for every page.
     """
-    rows = run(
+    rows = execute(
         connection,
         """
         SELECT p.article_id, p.final_url, p.html_zlib, a.title, a.author, a.text_hash, a.extracted_with,
@@ -81,19 +81,11 @@ def update_extractions(
     originals = [item.article_id for item in extractions if item.is_original]
     fields = ("article_id", "title", "text", "text_hash", "author", "language", "site_name", "image_url", "extracted_with")
     new_rows = pa.Table.from_pylist([{name: getattr(item, name) for name in fields} for item in extractions])
-    new_terms = pa.Table.from_pylist(
-        [
-            {"article_id": item.article_id, "term": term, "count": count}
-            for item in extractions
-            for term, count in item.terms.items()
-        ],
-        schema=pa.schema([("article_id", pa.string()), ("term", pa.string()), ("count", pa.int32())]),
-    )
-    run(connection, "BEGIN TRANSACTION")
-    try:
+    new_terms = term_table({item.article_id: item.terms for item in extractions})
+    with transaction(connection):
         connection.register("extracted_rows", new_rows)
         connection.register("extracted_terms", new_terms)
-        run(
+        execute(
             connection,
             """
             UPDATE terms SET document_count = terms.document_count - old.n
@@ -102,19 +94,10 @@ def update_extractions(
             """,
             [originals],
         )
-        run(connection, "DELETE FROM article_terms WHERE article_id IN (SELECT unnest(?))", [ids])
-        run(connection, "INSERT INTO article_terms BY NAME SELECT * FROM extracted_terms")
-        run(
-            connection,
-            """
-            INSERT INTO terms BY NAME
-            SELECT term, count(*) AS document_count FROM extracted_terms
-            WHERE article_id IN (SELECT unnest(?)) GROUP BY term
-            ON CONFLICT (term) DO UPDATE SET document_count = terms.document_count + excluded.document_count
-            """,
-            [originals],
-        )
-        run(
+        execute(connection, "DELETE FROM article_terms WHERE article_id IN (SELECT unnest(?))", [ids])
+        execute(connection, "INSERT INTO article_terms BY NAME SELECT * FROM extracted_terms")
+        add_document_counts(connection, "extracted_terms", originals)
+        execute(
             connection,
             f"""
             UPDATE articles SET {", ".join(f"{name} = extracted_rows.{name}" for name in fields[1:])}
@@ -124,7 +107,3 @@ def update_extractions(
         insert_embeddings(connection, embeddings)
         connection.unregister("extracted_rows")
         connection.unregister("extracted_terms")
-        run(connection, "COMMIT")
-    except Exception:
-        run(connection, "ROLLBACK")
-        raise

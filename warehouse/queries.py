@@ -1,214 +1,15 @@
-"""Named read queries shared by the flows, the command line and the dashboard.
+"""Named read queries for people: what the command line and the dashboard show.
 
-Every query binds its parameters; none is built from user strings.
+(What the pipeline itself reads while it decides a batch is in `warehouse.lookups`.) Every
+query binds its parameters; none is built from user strings.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
 import numpy as np
 
-from warehouse.sql import run
-
-
-def stored_urls(connection: duckdb.DuckDBPyConnection, urls: list[str]) -> set[str]:
-    """Which of these URLs are already stored, as fetched or as canonical URL."""
-    rows = run(
-        connection,
-        "SELECT url FROM articles WHERE url IN (SELECT unnest(?))"
-        " UNION SELECT canonical_url FROM articles WHERE canonical_url IN (SELECT unnest(?))",
-        [urls, urls],
-    )
-    return {row[0] for row in rows}
-
-
-def stored_embeddings(
-    connection: duckdb.DuckDBPyConnection, model: str, text_hashes: list[str]
-) -> dict[str, np.ndarray]:
-    """Stored vectors of this model for these text hashes."""
-    rows = run(connection, 
-        "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN (SELECT unnest(?))",
-        [model, text_hashes],
-    )
-    return {text_hash: np.asarray(vector, dtype=np.float32) for text_hash, vector in rows}
-
-
-def term_statistics(connection: duckdb.DuckDBPyConnection, terms: list[str]) -> tuple[dict[str, int], int]:
-    """Document counts of these terms over stored originals, and how many originals there are."""
-    counts = dict(run(connection, 
-        "SELECT term, document_count FROM terms WHERE term IN (SELECT unnest(?))", [terms]
-    ))
-    total = run(connection, "SELECT count(*) FROM articles WHERE duplicate_of IS NULL")[0][0]
-    return counts, total
-
-
-@dataclass
-class StoredArticle:
-    """A stored article as dedupe and clustering see it."""
-
-    article_id: str
-    story_id: str
-    duplicate_of: str | None
-    canonical_url: str
-    text_hash: str
-    text: str
-    vector: np.ndarray | None
-    event_time: datetime
-    terms: dict[str, int]
-
-
-@dataclass
-class StoredStory:
-    """A stored story as clustering sees it: sums over its original members."""
-
-    story_id: str
-    vector_sum: np.ndarray
-    term_counts: dict[str, int]
-    first_event_time: datetime | None
-    last_event_time: datetime | None
-    member_ids: list[str]
-
-
-@dataclass
-class StoredHistory:
-    """What dedupe and clustering compare a batch with."""
-
-    articles: list[StoredArticle]
-    stories: list[StoredStory]
-
-
-_CANDIDATES = """
-    WITH neighbours AS (SELECT unnest(?::VARCHAR[]) AS article_id),
-    matched AS (
-        SELECT article_id, story_id,
-               article_id IN (SELECT article_id FROM neighbours) AS neighbour,
-               canonical_url IN (SELECT unnest(?::VARCHAR[])) OR text_hash IN (SELECT unnest(?::VARCHAR[])) AS exact
-        FROM articles
-        WHERE article_id IN (SELECT article_id FROM neighbours)
-           OR canonical_url IN (SELECT unnest(?::VARCHAR[]))
-           OR text_hash IN (SELECT unnest(?::VARCHAR[]))
-    ),
-    active AS (
-        SELECT story_id FROM articles
-        WHERE story_id IN (SELECT story_id FROM matched WHERE neighbour)
-        GROUP BY story_id
-        HAVING ?::TIMESTAMPTZ IS NULL OR max(coalesce(published_at, ingested_at)) >= ?::TIMESTAMPTZ
-    ),
-    chosen AS (
-        SELECT article_id, story_id, duplicate_of, canonical_url, text_hash, text, ingested_at,
-               coalesce(published_at, ingested_at) AS event_time,
-               article_id IN (SELECT article_id FROM matched WHERE exact)
-                 OR (article_id IN (SELECT article_id FROM matched) AND story_id IN (SELECT story_id FROM active)) AS candidate,
-               story_id IN (SELECT story_id FROM active) AS member
-        FROM articles
-        WHERE story_id IN (SELECT story_id FROM active)
-           OR article_id IN (SELECT article_id FROM matched WHERE exact)
-    )
-"""
-
-
-def story_history(
-    connection: duckdb.DuckDBPyConnection,
-    model: str,
-    since: datetime | None,
-    neighbour_ids: list[str],
-    canonical_urls: list[str],
-    text_hashes: list[str],
-) -> StoredHistory:
-    """What a batch is compared with, read for the batch's candidates only.
-
-    - articles: the stored articles nearest to the batch (`neighbour_ids`) whose story was active
-      since `since` (all if None), and those with one of the batch's canonical URLs or text
-      hashes however old; with text, vector and terms. Only they can be duplicates.
-    - stories: every story holding one of those neighbours and active since `since`, with the
-      vector sum, term counts and time span of its original members.
-
-    An article's event time is its publish time, else when it was ingested. Oldest first.
-    Vectors come through Arrow, never as Python floats.
-    """
-    parameters = [neighbour_ids, canonical_urls, text_hashes, canonical_urls, text_hashes, since, since]
-    table = connection.sql(
-        _CANDIDATES + """
-        SELECT c.article_id, c.story_id, c.duplicate_of, c.canonical_url, c.text_hash,
-               CASE WHEN c.candidate THEN c.text ELSE '' END AS text, c.event_time, c.candidate, c.member,
-               e.vector
-        FROM chosen c LEFT JOIN embeddings e ON e.text_hash = c.text_hash AND e.model = ?
-        WHERE c.candidate OR (c.member AND c.duplicate_of IS NULL)
-        ORDER BY c.event_time, c.ingested_at, c.article_id
-        """,
-        params=[*parameters, model],
-    ).to_arrow_table()
-    columns = {name: table.column(name).to_pylist() for name in table.column_names if name != "vector"}
-    vectors, has_vector = _vectors(table.column("vector"))
-    term_rows = run(connection,
-        _CANDIDATES + """
-        SELECT c.article_id, list(t.term), list(t.count) FROM chosen c JOIN article_terms t ON t.article_id = c.article_id
-        WHERE c.candidate GROUP BY c.article_id
-        """,
-        parameters,
-    )
-    terms_of = {article_id: dict(zip(terms, counts)) for article_id, terms, counts in term_rows}
-    story_term_rows = run(connection,
-        _CANDIDATES + """
-        SELECT story_id, list(term), list(total) FROM (
-            SELECT c.story_id, t.term, sum(t.count)::INTEGER AS total
-            FROM chosen c JOIN article_terms t ON t.article_id = c.article_id
-            WHERE c.member AND c.duplicate_of IS NULL
-            GROUP BY c.story_id, t.term
-        ) GROUP BY story_id
-        """,
-        parameters,
-    )
-    story_terms = {story_id: dict(zip(terms, totals)) for story_id, terms, totals in story_term_rows}
-
-    articles, members = [], {}
-    for row, article_id in enumerate(columns["article_id"]):
-        if columns["candidate"][row]:
-            articles.append(StoredArticle(
-                article_id, columns["story_id"][row], columns["duplicate_of"][row], columns["canonical_url"][row],
-                columns["text_hash"][row], columns["text"][row], vectors[row] if has_vector[row] else None,
-                columns["event_time"][row], terms_of.get(article_id, {}),
-            ))
-        if columns["member"][row] and columns["duplicate_of"][row] is None and has_vector[row]:
-            members.setdefault(columns["story_id"][row], []).append(row)
-    stories = []
-    for story_id, rows in members.items():
-        times = [columns["event_time"][row] for row in rows]
-        stories.append(StoredStory(
-            story_id, vectors[rows].sum(axis=0), story_terms.get(story_id, {}), min(times), max(times),
-            [columns["article_id"][row] for row in rows],
-        ))
-    return StoredHistory(articles, stories)
-
-
-def _vectors(column) -> tuple[np.ndarray, np.ndarray]:
-    """A list<float> Arrow column as a 2-D float32 array (zeros where null) and a validity mask."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    column = column.combine_chunks() if column.num_chunks else pa.array([], pa.list_(pa.float32()))
-    valid = np.asarray(pc.is_valid(column)) if len(column) else np.zeros(0, bool)
-    lengths = np.asarray(pc.fill_null(pc.list_value_length(column), 0)) if len(column) else np.zeros(0, np.int64)
-    dimensions = int(lengths.max()) if len(lengths) else 0
-    vectors = np.zeros((len(column), dimensions), dtype=np.float32)
-    full = valid & (lengths == dimensions)
-    if full.any():
-        vectors[full] = np.asarray(column.filter(pa.array(full)).flatten(), dtype=np.float32).reshape(-1, dimensions)
-    return vectors, full
-
-
-def stored_vectors(connection: duckdb.DuckDBPyConnection, model: str, article_ids: list[str]) -> dict[str, np.ndarray]:
-    """The exact stored vectors of these articles under one embedding model."""
-    rows = run(connection,
-        """
-        SELECT a.article_id, e.vector FROM articles a
-        JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
-        WHERE a.article_id IN (SELECT unnest(?::VARCHAR[]))
-        """,
-        [model, article_ids],
-    )
-    return {article_id: np.asarray(vector, dtype=np.float32) for article_id, vector in rows}
+from warehouse.sql import execute
 
 
 # Who published an article: the page's site name, else its feed's name, else the web host, else
@@ -262,7 +63,7 @@ def list_stories(
     """
     if order not in STORY_ORDERS:
         raise ValueError(f"unknown story order {order!r}; expected one of {', '.join(STORY_ORDERS)}")
-    rows = run(
+    rows = execute(
         connection,
         f"""
         WITH members AS (
@@ -319,7 +120,7 @@ def story_articles(
         details: Also return the keys of `ARTICLE_DETAIL_COLUMNS` (`source_name` as in `list_stories`).
     """
     columns = ARTICLE_COLUMNS + (ARTICLE_DETAIL_COLUMNS if details else ())
-    rows = run(
+    rows = execute(
         connection,
         f"""
         SELECT {", ".join(f"a.{column}" for column in ARTICLE_COLUMNS)},
@@ -342,7 +143,7 @@ def articles_by_id(connection: duckdb.DuckDBPyConnection, article_ids: list[str]
     Returns:
         Dicts with the keys of `ARTICLE_TEXT_COLUMNS`; ids not stored are left out.
     """
-    rows = run(
+    rows = execute(
         connection,
         f"""
         SELECT {", ".join(f"a.{column}" for column in ARTICLE_COLUMNS)},
@@ -385,7 +186,7 @@ def story_timelines(
         story_id → (bucket start, article count) for the buckets that have articles.
     """
     _check_bucket(bucket)
-    rows = run(
+    rows = execute(
         connection,
         f"""
         SELECT a.story_id, date_trunc(?, {_SEEN_AT}) AS bucket_start, count(*)
@@ -411,10 +212,10 @@ def article_facets(connection: duckdb.DuckDBPyConnection) -> dict:
         "article_count"}], "languages": [{"language", "article_count"}]}`; `feed_id` is "" for
         articles from files (`name` is then their source) and `language` "" when unknown.
     """
-    article_count, first_seen_at, last_seen_at = run(
+    article_count, first_seen_at, last_seen_at = execute(
         connection, f"SELECT count(*), min({_SEEN_AT}), max({_SEEN_AT}) FROM articles a"
     )[0]
-    feeds = run(
+    feeds = execute(
         connection,
         """
         SELECT coalesce(a.feed_id, '') AS feed_key,
@@ -425,7 +226,7 @@ def article_facets(connection: duckdb.DuckDBPyConnection) -> dict:
         GROUP BY ALL ORDER BY name, feed_key
         """,
     )
-    languages = run(
+    languages = execute(
         connection,
         "SELECT coalesce(language, '') AS language_key, count(*) FROM articles GROUP BY ALL ORDER BY count(*) DESC, language_key",
     )
@@ -456,7 +257,7 @@ def feed_article_counts(
         Dicts with `feed_id` ("" for files), `feed` (its name, else URL), `bucket_start`, `article_count`.
     """
     _check_bucket(bucket)
-    rows = run(
+    rows = execute(
         connection,
         """
         SELECT coalesce(a.feed_id, '') AS feed_key,
@@ -478,7 +279,7 @@ def feed_article_counts(
 def recent_fetch_failures(connection: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
     """The latest failed feed and page fetches, newest first, with their feed's name when known."""
     columns = ("failed_at", "feed", "url", "status", "error")
-    rows = run(
+    rows = execute(
         connection,
         """
         SELECT x.failed_at, coalesce(nullif(f.name, ''), f.url, x.feed_id), x.url, x.status, x.error
@@ -512,7 +313,7 @@ def search_articles(connection: duckdb.DuckDBPyConnection, terms: list[str], lim
     terms = sorted({term.strip().lower() for term in terms if term.strip()})
     if not terms:
         return []
-    rows = run(
+    rows = execute(
         connection,
         f"""
         WITH words AS (SELECT unnest(?::VARCHAR[]) AS word),
@@ -542,12 +343,12 @@ def article_vectors(connection: duckdb.DuckDBPyConnection, model: str) -> tuple[
 
     Args:
         connection: An open warehouse connection.
-        model: The embedding key (`flows.pipeline.embedding_model_key`).
+        model: The embedding key (`flows.embedding.embedding_model_key`).
 
     Returns:
         The article ids, and a float32 matrix with one unit vector per id (0 rows when none).
     """
-    rows = run(
+    rows = execute(
         connection,
         """
         SELECT a.article_id, e.vector FROM articles a

@@ -1,11 +1,11 @@
-"""Run history: one `runs` row per ingest or maintenance run, keyed by `run_id`."""
+"""Runs: one `runs` row per ingest or maintenance run, keyed by `run_id`."""
 
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
 import duckdb
 
-from warehouse.sql import run
+from warehouse.sql import execute
 
 
 @dataclass
@@ -33,7 +33,7 @@ def record_run(connection: duckdb.DuckDBPyConnection, record: RunRecord) -> None
     """Insert a run, or update it in place when its id is already there."""
     placeholders = ", ".join("?" for _ in _COLUMNS)
     updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS if name != "run_id")
-    run(
+    execute(
         connection,
         f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({placeholders}) ON CONFLICT (run_id) DO UPDATE SET {updates}",
         list(asdict(record).values()),
@@ -42,15 +42,15 @@ def record_run(connection: duckdb.DuckDBPyConnection, record: RunRecord) -> None
 
 def recent_runs(connection: duckdb.DuckDBPyConnection, limit: int = 20) -> list[RunRecord]:
     """The latest runs, newest first."""
-    rows = run(connection, f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+    rows = execute(connection, f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
     return [RunRecord(*row) for row in rows]
 
 
 def abandon_unfinished_runs(connection: duckdb.DuckDBPyConnection, now: datetime) -> int:
     """Mark runs left "running" as "abandoned" (call while holding the run lock: none can be live)."""
-    count = run(connection, "SELECT count(*) FROM runs WHERE status = 'running'")[0][0]
+    count = execute(connection, "SELECT count(*) FROM runs WHERE status = 'running'")[0][0]
     if count:
-        run(
+        execute(
             connection,
             "UPDATE runs SET status = 'abandoned', finished_at = ?,"
             " message = coalesce(message, 'the process stopped before the run finished') WHERE status = 'running'",
@@ -61,7 +61,7 @@ def abandon_unfinished_runs(connection: duckdb.DuckDBPyConnection, now: datetime
 
 def last_completed_run(connection: duckdb.DuckDBPyConnection, flow: str) -> RunRecord | None:
     """The latest completed run of a flow."""
-    rows = run(
+    rows = execute(
         connection,
         f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE flow = ? AND status = 'completed' ORDER BY started_at DESC LIMIT 1",
         [flow],

@@ -7,7 +7,7 @@ index in ``<db>.vectors/``:
 
 - up to `exact_limit` vectors, an exact inner-product index (cosine on unit vectors);
 - beyond, an HNSW graph over 8-bit scalar-quantised vectors (about 0.65 KiB per article), whose
-  search cost grows with the logarithm of the history. Candidates it returns are scored again
+  search cost grows with the logarithm of the number stored. Candidates it returns are scored again
   with the exact float vectors from DuckDB, so quantisation moves no verdict threshold.
 
 DuckDB stays the source of truth. A small JSON file records how many articles the index had seen
@@ -32,7 +32,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from warehouse.sql import run
+from warehouse.sql import execute
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class VectorIndex:
         Loads an index from disk first if none is in memory, adds the articles loaded since it
         was saved, and rebuilds it from scratch when it cannot be trusted.
         """
-        count, latest = run(connection, "SELECT count(*), max(ingested_at) FROM articles")[0]
+        count, latest = execute(connection, "SELECT count(*), max(ingested_at) FROM articles")[0]
         latest = latest.isoformat() if latest is not None else None
         if self.index is None and not self.load():
             return self.rebuild(connection, count, latest)
@@ -139,7 +139,7 @@ class VectorIndex:
             return 0
         if state.through is not None and latest is not None and state.articles < count and latest > state.through:
             since = datetime.fromisoformat(state.through)
-            newer = run(connection, "SELECT count(*) FROM articles WHERE ingested_at > ?", [since])[0][0]
+            newer = execute(connection, "SELECT count(*) FROM articles WHERE ingested_at > ?", [since])[0][0]
             if state.articles + newer == count:
                 added = self._add_rows(connection, "WHERE a.ingested_at > ?", [since])
                 state.articles, state.through = count, latest
@@ -153,9 +153,9 @@ class VectorIndex:
     def rebuild(self, connection: duckdb.DuckDBPyConnection, count: int | None = None, latest: str | None = None) -> int:
         """Build the index again from every stored vector of this model."""
         if count is None:
-            count, latest = run(connection, "SELECT count(*), max(ingested_at) FROM articles")[0]
+            count, latest = execute(connection, "SELECT count(*), max(ingested_at) FROM articles")[0]
             latest = latest.isoformat() if latest is not None else None
-        total = run(connection,
+        total = execute(connection,
             "SELECT count(*) FROM articles a JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?",
             [self.model],
         )[0][0]
@@ -184,7 +184,7 @@ class VectorIndex:
 
     def _train(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Fit the scalar quantiser's ranges on a sample of stored vectors."""
-        sample = run(connection,
+        sample = execute(connection,
             "SELECT e.vector FROM embeddings e WHERE e.model = ? USING SAMPLE 20000 ROWS", [self.model]
         )
         vectors = np.asarray([row[0] for row in sample], dtype=np.float32).reshape(-1, self.dimensions)
