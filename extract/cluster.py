@@ -32,8 +32,8 @@ class Story:
     story_id: str
     vector_sum: np.ndarray
     term_counts: Counter = field(default_factory=Counter)
-    first_published_at: datetime | None = None
-    last_published_at: datetime | None = None
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
     members: set[str] = field(default_factory=set)
 
 
@@ -50,7 +50,7 @@ class ClusterItem:
     article_id: str
     vector: np.ndarray
     terms: Mapping[str, int]
-    published_at: datetime | None = None
+    seen_at: datetime | None = None  # published, else ingested
     candidates: frozenset[str] | None = None
     batch_neighbours: frozenset[str] | None = None
 
@@ -66,21 +66,21 @@ class StoryAssignment:
 
 @dataclass(frozen=True)
 class ClusterRules:
-    """Knobs of story assignment."""
+    """Knobs of story assignment (the tunable ones are settings: `Settings.cluster_rules`)."""
 
-    embedding_weight: float = 0.1
-    threshold: float = 0.3
+    embedding_weight: float
+    threshold: float
+    window: timedelta
+    refine_passes: int
+    merge_threshold: float | None
     candidates: int = 10
-    window: timedelta = timedelta(days=7)
-    refine_passes: int = 2
-    merge_threshold: float | None = 0.5
 
 
 def assign_stories(
     items: Sequence[ClusterItem],
     stories: Sequence[Story],
     weights: TermWeights,
-    rules: ClusterRules = ClusterRules(),
+    rules: ClusterRules,
 ) -> dict[str, StoryAssignment]:
     """Assign new articles to stored stories or to new ones.
 
@@ -151,8 +151,8 @@ class _Clustering:
         story = self.stories[row]
         self.sums[row] = story.vector_sum
         self.norms[row] = max(float(np.linalg.norm(story.vector_sum)), 1e-12)
-        self.first[row] = _seconds(story.first_published_at)
-        self.last[row] = _seconds(story.last_published_at)
+        self.first[row] = _seconds(story.first_seen_at)
+        self.last[row] = _seconds(story.last_seen_at)
         self.sizes[row] = len(story.members)
 
     def _rows_for(self, item: ClusterItem) -> np.ndarray:
@@ -168,7 +168,7 @@ class _Clustering:
         if not len(rows):
             return rows
         eligible = self.sizes[rows] > 0
-        when = _seconds(item.published_at)
+        when = _seconds(item.seen_at)
         if not np.isnan(when):
             first, last = self.first[rows], self.last[rows]
             timed = ~np.isnan(last)
@@ -270,7 +270,7 @@ class _Clustering:
                 batch_neighbours = frozenset().union(*(member.batch_neighbours for member in members)) - story.members
             summary = ClusterItem(
                 "", story.vector_sum / max(float(np.linalg.norm(story.vector_sum)), 1e-12),
-                Counter(story.term_counts), story.first_published_at, candidates, batch_neighbours,
+                Counter(story.term_counts), story.first_seen_at, candidates, batch_neighbours,
             )
             scores = [self.where[member.article_id][1] for member in members]
             for member in members:
@@ -291,9 +291,9 @@ class _Clustering:
         story.term_counts.update(item.terms)
         self._update_story_terms(index, item.terms)
         story.members.add(item.article_id)
-        if item.published_at is not None:
-            story.first_published_at = min(filter(None, (story.first_published_at, item.published_at)))
-            story.last_published_at = max(filter(None, (story.last_published_at, item.published_at)))
+        if item.seen_at is not None:
+            story.first_seen_at = min(filter(None, (story.first_seen_at, item.seen_at)))
+            story.last_seen_at = max(filter(None, (story.last_seen_at, item.seen_at)))
         self._sync_row(index)
         self.where[item.article_id] = (index, score)
 

@@ -50,13 +50,13 @@ class DuplicateMatch:
 
 @dataclass(frozen=True)
 class DedupeRules:
-    """Thresholds of the near-duplicate tests."""
+    """Thresholds of the near-duplicate tests (the tunable ones are settings: `Settings.dedupe_rules`)."""
 
+    copy_jaccard: float
+    rewrite_similarity: float
+    rewrite_term_overlap: float
+    rewrite_margin: float
     shingle_size: int = 5
-    copy_jaccard: float = 0.5
-    rewrite_similarity: float = 0.93
-    rewrite_term_overlap: float = 0.5
-    rewrite_margin: float = 0.05
     candidate_similarity: float = 0.8
     candidates: int = 20
 
@@ -79,7 +79,7 @@ def jaccard(a: set[int], b: set[int]) -> float:
 
 
 def find_duplicates(
-    new: Sequence[DedupeItem], history: Sequence[DedupeItem], rules: DedupeRules = DedupeRules()
+    new: Sequence[DedupeItem], history: Sequence[DedupeItem], rules: DedupeRules
 ) -> dict[str, DuplicateMatch]:
     """Find which new articles duplicate a stored one or an earlier new one.
 

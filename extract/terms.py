@@ -96,17 +96,6 @@ class TermWeights:
         return {term: (1 + math.log(count)) * self.idf(term) for term, count in counts.items() if count > 0}
 
 
-def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    """Cosine similarity of two sparse vectors."""
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(weight * b[term] for term, weight in a.items() if term in b)
-    if not dot:
-        return 0.0
-    norm = math.sqrt(sum(w * w for w in a.values())) * math.sqrt(sum(w * w for w in b.values()))
-    return dot / norm
-
-
 def overlap(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     """Jaccard overlap of the term sets of two articles."""
     union = len(a.keys() | b.keys())

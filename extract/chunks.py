@@ -1,0 +1,64 @@
+"""Chunking article texts for the embedding model: whole sentences, at most so many word pieces per chunk."""
+
+import re
+
+# Sentence ends: terminal punctuation (optionally closed by a quote or bracket) and whitespace.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’')\]]))\s+")
+# The last whitespace of a text.
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
+
+
+def truncate_text(text: str, max_characters: int | None) -> str:
+    """The first `max_characters` of a text, cut at the last whitespace near the limit when there is one."""
+    if max_characters is None or len(text) <= max_characters:
+        return text
+    head = text[:max_characters]
+    if text[max_characters].isspace():
+        return head
+    # Look back a little for a word boundary; a text without one is cut at the limit itself.
+    window = max(1, min(1000, max_characters // 10))
+    boundary = _LAST_SPACE.search(head, len(head) - window)
+    return head[: boundary.start()] if boundary else head
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences, never across paragraphs."""
+    sentences = []
+    for paragraph in text.split("\n"):
+        sentences.extend(part for part in _SENTENCE_END.split(paragraph.strip()) if part)
+    return sentences
+
+
+def pack_chunks(text: str, tokenizer, limit: int) -> list[tuple[str, int]]:
+    """Pack whole sentences into chunks of at most `limit` word pieces of `tokenizer`.
+
+    Returns:
+        (chunk text, token count) pairs covering the whole text, in order.
+    """
+    chunks: list[tuple[str, int]] = []
+    current: list[str] = []
+    size = 0
+    sentences = split_sentences(text)
+    # One batched call counts every sentence's word pieces (a call per sentence costs more).
+    counts = [len(ids) for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]] if sentences else []
+    for sentence, count in zip(sentences, counts):
+        if current and size + count > limit:
+            chunks.append((" ".join(current), size))
+            current, size = [], 0
+        if count > limit:
+            chunks.extend(_split_long(sentence, tokenizer, limit))
+            continue
+        current.append(sentence)
+        size += count
+    if current:
+        chunks.append((" ".join(current), size))
+    return chunks or [(text, max(1, len(tokenizer.tokenize(text))))]
+
+
+def _split_long(sentence: str, tokenizer, limit: int) -> list[tuple[str, int]]:
+    ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+    pieces = []
+    for start in range(0, len(ids), limit):
+        window = ids[start : start + limit]
+        pieces.append((tokenizer.decode(window), len(window)))
+    return pieces
