@@ -101,7 +101,7 @@ def keyword_search(source: Source, query: str) -> None:
 def semantic_search(source: Source, settings: Settings, query: str, min_similarity: float) -> None:
     """Articles whose stored vector is closest to the query's, embedded with the pipeline's model."""
     # Imported here: the model and torch load only when semantic search is used.
-    from flows.pipeline import embedding_model_key, get_embedder
+    from flows.embedding import embedding_model_key, get_embedder
 
     model = embedding_model_key(settings)
     vectors = load(source, reads.read_vectors, model, shared=True)

@@ -9,7 +9,6 @@ last good data is shown with a note; a user never sees a lock error or a traceba
 """
 
 import argparse
-import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +19,11 @@ from typing import Any
 
 import duckdb
 import streamlit as st
+from pydantic import ValidationError
 
 from dashboards.plain_text import plain
-from warehouse.connection import WarehouseBusy, WarehouseError, open_warehouse
+from flows.settings import Settings, load_settings, settings_error_message
+from warehouse.connection import DEFAULT_MEMORY_LIMIT, WarehouseBusy, WarehouseError, open_warehouse
 
 CACHE_SECONDS = 30
 DEFAULT_LOCK_WAIT_SECONDS = 10.0
@@ -31,16 +32,22 @@ LAST_GOOD_ENTRIES = 64
 
 @dataclass(frozen=True)
 class Source:
-    """The database the dashboard reads, and how long a read waits for a writer to finish."""
+    """The database the dashboard reads, how long a read waits for a writer to finish, and DuckDB's memory limit.
+
+    `settings_error` says why the settings could not be read (then the defaults stand in, and
+    every read shows the error instead of data).
+    """
 
     path: Path
     lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT
+    settings_error: str | None = None
 
 
 def source_from_arguments(argv: list[str]) -> Source:
-    """The source from `--db` (else `NEWSWATCH_DB`, else `newswatch.duckdb`) and `--lock-wait`."""
+    """The source from `--db` (else the settings: `NEWSWATCH_DB`, else `newswatch.duckdb`) and `--lock-wait`."""
     parser = argparse.ArgumentParser(prog="dashboards/app.py", allow_abbrev=False)
-    parser.add_argument("--db", default=os.environ.get("NEWSWATCH_DB", "newswatch.duckdb"), help="DuckDB file to read")
+    parser.add_argument("--db", default=None, help="DuckDB file to read (default: the setting NEWSWATCH_DB)")
     parser.add_argument("--lock-wait", help="seconds a read waits while the pipeline holds the database")
     # parse_known_args: under AppTest or other runners sys.argv belongs to someone else.
     arguments, _ = parser.parse_known_args(argv)
@@ -48,7 +55,12 @@ def source_from_arguments(argv: list[str]) -> Source:
         lock_wait = max(0.0, float(arguments.lock_wait))
     except (TypeError, ValueError):  # absent or not a number: the default, not a crashed page
         lock_wait = DEFAULT_LOCK_WAIT_SECONDS
-    return Source(Path(arguments.db), lock_wait)
+    try:
+        settings = load_settings(db=arguments.db)
+    except ValidationError as error:
+        defaults = Settings.model_construct()
+        return Source(Path(arguments.db or defaults.db), lock_wait, defaults.duckdb_memory_limit, settings_error_message(error))
+    return Source(settings.db, lock_wait, settings.duckdb_memory_limit)
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,7 @@ def read_snapshot(source: Source, reader: Callable[..., Any], *arguments) -> Sna
         WarehouseError: The database is missing, busy for longer than `source.lock_wait`, not a
             database, of another schema version, or a query failed.
     """
-    with open_warehouse(source.path, read_only=True, lock_wait=source.lock_wait) as connection:
+    with open_warehouse(source.path, read_only=True, lock_wait=source.lock_wait, memory_limit=source.memory_limit) as connection:
         try:
             data = reader(connection, *arguments)
         except duckdb.Error as error:
@@ -88,14 +100,14 @@ def _function_name(function: FunctionType) -> str:
 
 # Readers are hashed by name: their code lives in importable modules, not in the page scripts.
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, max_entries=256, hash_funcs={FunctionType: _function_name})
-def _cached_snapshot(path: str, lock_wait: float, reader: Callable[..., Any], arguments: tuple) -> Snapshot:
-    return read_snapshot(Source(Path(path), lock_wait), reader, *arguments)
+def _cached_snapshot(source: Source, reader: Callable[..., Any], arguments: tuple) -> Snapshot:
+    return read_snapshot(source, reader, *arguments)
 
 
 # For large results (the vector matrix): shared, never copied or pickled.
 @st.cache_resource(ttl=CACHE_SECONDS, show_spinner=False, max_entries=8, hash_funcs={FunctionType: _function_name})
-def _shared_snapshot(path: str, lock_wait: float, reader: Callable[..., Any], arguments: tuple) -> Snapshot:
-    return read_snapshot(Source(Path(path), lock_wait), reader, *arguments)
+def _shared_snapshot(source: Source, reader: Callable[..., Any], arguments: tuple) -> Snapshot:
+    return read_snapshot(source, reader, *arguments)
 
 
 # The last successful read of each (database, reader, arguments), shown while a writer holds the file.
@@ -153,13 +165,16 @@ def load(
             options, the details of search results) writes no caption and returns its last good
             data without a notice of its own.
     """
+    if source.settings_error:
+        st.error(plain(source.settings_error))
+        return None
     if not source.path.exists():
         st.info(missing_database_message(source.path))
         return None
     key = (str(source.path), _function_name(reader), arguments)
     cached = _shared_snapshot if shared else _cached_snapshot
     try:
-        snapshot = cached(str(source.path), source.lock_wait, reader, arguments)
+        snapshot = cached(source, reader, arguments)
     except WarehouseError as error:
         if not is_busy(error):
             st.error(plain(str(error)))  # it names the file and quotes DuckDB, which may quote the file

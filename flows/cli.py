@@ -23,6 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from extract.embed import EmbeddingModelError
+from flows.feed_list import FeedFileError, import_feed_file
+from flows.service import ServiceError, prefect_home
 from flows.settings import load_settings, settings_error_message
 from warehouse.connection import WarehouseError, open_warehouse, run_lock
 from warehouse.feeds import attention_reasons, list_feeds
@@ -60,39 +62,49 @@ def _refuse_special_file(db: Path) -> None:
         fail(f"database path {db} is not a regular file")
 
 
+# Errors whose message is already one sentence for the user: reported as such, exit 2.
+_REPORTED_ERRORS = (WarehouseError, EmbeddingModelError, FeedFileError, ServiceError)
+
+
 @contextmanager
-def _warehouse(db: Path, *, read_only: bool = False):
-    """The open warehouse; one line and exit 2 when it cannot be opened or used."""
-    _refuse_special_file(db)
+def _reported_errors():
+    """One line and exit 2 for an error the library states in one sentence."""
     try:
-        with open_warehouse(db, read_only=read_only) as connection:
-            yield connection
-    except WarehouseError as error:
+        yield
+    except _REPORTED_ERRORS as error:
         fail(str(error))
+
+
+@contextmanager
+def _warehouse(settings, *, read_only: bool = False):
+    """The settings' warehouse, open; one line and exit 2 when it cannot be opened or used."""
+    db = settings.db
+    _refuse_special_file(db)
+    with _reported_errors(), open_warehouse(db, read_only=read_only, memory_limit=settings.duckdb_memory_limit) as connection:
+        yield connection
 
 
 # DuckDB's file: three 4 KiB headers, then `total_blocks` blocks of `block_size` bytes.
 _DUCKDB_HEADER_BYTES = 3 * 4096
 
 
-def _check_run_can_start(db: Path) -> None:
+def _check_run_can_start(settings) -> None:
     """Fail in one line, before a flow starts, when another run holds the database or it is damaged.
 
     Inside the flow the same failures would come with Prefect's traceback. The flow takes the run
     lock itself; this only tries it, and only when its file exists, so nothing is created here.
     """
+    db = settings.db
     if db.name and db.with_name(db.name + ".run.lock").is_file():  # `run_lock`'s file, made by the first run
         try:
-            with run_lock(db):
+            with _reported_errors(), run_lock(db):
                 pass
-        except WarehouseError as error:
-            fail(str(error))
         except OSError as error:
             fail(f"cannot take the run lock of database {db}: {error.strerror or error}")
-    _check_database(db)
+    _check_database(settings)
 
 
-def _check_database(db: Path) -> None:
+def _check_database(settings) -> None:
     """Fail in one line when an existing database cannot be read to its end, before anything writes to it.
 
     A truncated file is found by its size against its block count, other damage by reading the
@@ -100,6 +112,7 @@ def _check_database(db: Path) -> None:
     nothing is written; a file that cannot be opened so (not a database, an older schema) is left
     to the read-write open that follows, which says what is wrong or upgrades it.
     """
+    db = settings.db
     _refuse_special_file(db)
     if not db.is_file():
         return
@@ -108,7 +121,7 @@ def _check_database(db: Path) -> None:
     replays_log = db.with_name(db.name + ".wal").exists()
     opened = False
     try:
-        with open_warehouse(db, read_only=True) as connection:
+        with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
             opened = True
             block_size, blocks = connection.execute(
                 "SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = current_database()"
@@ -124,10 +137,6 @@ def _check_database(db: Path) -> None:
     except WarehouseError as error:
         if opened:  # it opened, and reading it failed
             fail(str(error))
-
-
-# Errors a command reports itself in one line when they come out of a flow.
-_REPORTED_ERRORS = (WarehouseError, EmbeddingModelError)
 
 
 class _NoTracebackForReportedErrors(logging.Filter):
@@ -196,25 +205,22 @@ def run(
         fail(f"fixture folder {fixtures} does not exist")
     if fixtures is not None and not fixtures.is_dir():
         fail(f"fixture path {fixtures} is not a folder")
-    _check_run_can_start(settings.db)
+    _check_run_can_start(settings)
     from datetime import UTC, datetime
 
-    from flows.pipeline import FeedFileError, import_feed_file
-
-    try:
-        if fixtures is None and settings.feeds_file is not None:
-            import_feed_file(settings.feeds_file, settings.db, datetime.now(UTC))
-        with open_warehouse(settings.db) as connection:
-            feed_count = len(list_feeds(connection))
-    except (WarehouseError, FeedFileError) as error:
-        fail(str(error))
+    if fixtures is None and settings.feeds_file is not None:
+        with _reported_errors():
+            import_feed_file(settings.feeds_file, settings.db, datetime.now(UTC), settings)
+    with _warehouse(settings) as connection:
+        feed_count = len(list_feeds(connection))
     if fixtures is None and not feed_count:
         fail("no feeds to poll: add one with `newswatch add-feed URL`, or pass --fixtures DIR")
 
     _use_running_service(settings)
-    from flows.ingest import ingest_feeds, ingest_fixtures
-    from flows.pipeline import get_embedder
     import signal
+
+    from flows.embedding import get_embedder
+    from flows.ingest import ingest_feeds, ingest_fixtures
 
     from flows.processes import stop_now, stop_on_signals, stop_signal, temporary_server_dies_with_this_process
 
@@ -252,7 +258,7 @@ def run(
             f"read {summary.read} files, skipped {len(summary.skipped)}, already stored {summary.already_stored}, "
             f"new articles {summary.new_articles} ({summary.duplicates} duplicates), new stories {summary.new_stories}"
         )
-    _print_clusters(settings.db)
+    _print_clusters(settings)
 
 
 @app.command()
@@ -265,7 +271,7 @@ def clusters(
     Example: newswatch clusters --db newswatch.duckdb --limit 10
     """
     settings = _settings(db=db)
-    _print_clusters(settings.db, limit)
+    _print_clusters(settings, limit)
 
 
 def _feed_url(url: str) -> str:
@@ -295,12 +301,10 @@ def reextract(
     _check_model(settings)
     if not settings.db.exists():
         fail(f"database {settings.db} does not exist yet: run `newswatch run` first")
-    _check_run_can_start(settings.db)
+    _check_run_can_start(settings)
     _quiet_reported_errors()
-    try:
+    with _reported_errors():
         summary = reextract_pages(settings.db, settings, everything=everything)
-    except _REPORTED_ERRORS as error:
-        fail(str(error))
     console.print(
         f"re-extracted {summary.pages} pages: {summary.changed} texts changed, {summary.unchanged} unchanged, "
         f"{summary.failed} gave no text (kept as stored); {summary.new_embeddings} new embeddings"
@@ -323,7 +327,7 @@ def add_feed_command(
 
     settings = _settings(db=db)
     url = _feed_url(url)
-    with _warehouse(settings.db) as connection:
+    with _warehouse(settings) as connection:
         added = add_feed(connection, url, name, datetime.now(UTC))
     console.print(f"added {url}" if added else f"already listed: {url}")
 
@@ -340,7 +344,7 @@ def remove_feed_command(
     from warehouse.feeds import remove_feed
 
     settings = _settings(db=db)
-    with _warehouse(settings.db) as connection:
+    with _warehouse(settings) as connection:
         removed = remove_feed(connection, feed)
     if not removed:
         fail(f"no feed {feed}")
@@ -358,15 +362,11 @@ def import_opml_command(
     """
     from datetime import UTC, datetime
 
-    from flows.pipeline import FeedFileError, import_feed_file
-
     settings = _settings(db=db)
     if file.exists() and not file.is_file() and not file.is_dir():  # reading a FIFO would hang
         fail(f"cannot read {file}: not a regular file")
-    try:
-        listed, added = import_feed_file(file, settings.db, datetime.now(UTC))
-    except (FeedFileError, WarehouseError) as error:
-        fail(str(error))
+    with _reported_errors():
+        listed, added = import_feed_file(file, settings.db, datetime.now(UTC), settings)
     console.print(f"{listed} feeds in {file}: {added} added, {listed - added} already listed")
 
 
@@ -382,7 +382,7 @@ def export_opml_command(
     from extract.opml import OpmlFeed, write_opml
 
     settings = _settings(db=db)
-    with _warehouse(settings.db, read_only=True) as connection:
+    with _warehouse(settings, read_only=True) as connection:
         feeds = list_feeds(connection)
     document = write_opml([OpmlFeed(feed.url, feed.name) for feed in feeds])
     if output is None:
@@ -405,7 +405,7 @@ def feeds_command(db: DbOption = None) -> None:
 
 
     settings = _settings(db=db)
-    with _warehouse(settings.db, read_only=True) as connection:
+    with _warehouse(settings, read_only=True) as connection:
         feeds = list_feeds(connection)
     if not feeds:
         console.print("No feeds yet: add one with `newswatch add-feed URL`.")
@@ -440,7 +440,7 @@ CronOption = Annotated[str | None, typer.Option("--cron", help="Cron expression 
 
 
 def _use_running_service(settings) -> None:
-    """Run on the Prefect server of a `serve` running with this Prefect home, so the run shows in its UI and history.
+    """Run on the Prefect server of a `serve` running with this Prefect home, so the run shows in its UI and its list of runs.
 
     Only when PREFECT_API_URL is not set and the service's server answers; otherwise Prefect
     starts its temporary server for this run. Call before Prefect is imported.
@@ -449,7 +449,7 @@ def _use_running_service(settings) -> None:
         return
     from flows.service import api_is_healthy, read_state
 
-    state = read_state(_prefect_home(settings))
+    state = read_state(prefect_home(settings))
     if state and state.get("api_url") and api_is_healthy(state["api_url"]):
         os.environ["PREFECT_API_URL"] = state["api_url"]
         console.print(f"on the Prefect server of the running service ({state['api_url']})")
@@ -474,10 +474,6 @@ def _service_settings(db, interval, cron):
     return settings
 
 
-def _prefect_home(settings) -> Path:
-    return (settings.prefect_home or settings.db.resolve().parent / "prefect").resolve()
-
-
 @app.command()
 def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption = None) -> None:
     """Run the feed ingest on a schedule, plus a daily maintenance run, until stopped (Ctrl+C or SIGTERM).
@@ -487,61 +483,21 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
 
     Example: newswatch serve --db /data/newswatch.duckdb --interval 600
     """
-    import signal
-
-    from flows.service import (
-        ServiceError, api_is_healthy, connect_address, serve_deployments, start_prefect_server, stop_descendants,
-        write_state,
-    )
+    from flows.service import own_server_api_url, serve_until_stopped
 
     started = time.monotonic()
-    api_url = os.environ.get("PREFECT_API_URL")
-    own_server = not api_url
+    own_server = not os.environ.get("PREFECT_API_URL")
     if own_server:
         # Set before Prefect is first imported (it reads its settings then): every Prefect call of
-        # this process and of the flow runs it starts goes to the server started below.
-        early = _settings(db=db)
-        api_url = os.environ["PREFECT_API_URL"] = f"http://{connect_address(early.prefect_host)}:{early.prefect_port}/api"
+        # this process and of the flow runs it starts goes to the server the service starts.
+        os.environ["PREFECT_API_URL"] = own_server_api_url(_settings(db=db))
     settings = _service_settings(db, interval, cron)
     _check_model(settings)
-    _check_database(settings.db)
-    with _warehouse(settings.db):
+    _check_database(settings)
+    with _warehouse(settings):
         pass  # create or upgrade it now: a bad path fails here, not in the first scheduled run
-    home = _prefect_home(settings)
-    server = None
-    if own_server:
-        try:
-            server = start_prefect_server(home, settings.prefect_port, host=settings.prefect_host)
-        except ServiceError as error:
-            fail(str(error))
-    elif not api_is_healthy(api_url):
-        fail(f"the Prefect server at PREFECT_API_URL={api_url} does not answer")
-    from flows.deployments import build_deployments
-
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl+C
-    state = None
-    try:
-        deployments = build_deployments(settings.db.resolve(), settings)
-        schedule = f"cron {settings.serve_cron}" if settings.serve_cron else f"every {settings.serve_interval_seconds:g} s"
-        state = write_state(
-            home, api_url=api_url, db=str(settings.db.resolve()), schedule=schedule,
-            ui=own_server and os.environ.get("PREFECT_UI_ENABLED", "true").lower() not in ("0", "false", "no", "off"),
-        )
-        console.print(
-            f"newswatch serving: feed runs {schedule}, maintenance at cron {settings.maintenance_cron} "
-            f"({settings.serve_timezone}); Prefect API {api_url}; ready in {time.monotonic() - started:.1f} s"
-        )
-        serve_deployments(deployments)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if state is not None:
-            state.unlink(missing_ok=True)
-        if server is not None:
-            server.stop()
-        stop_descendants()
-        console.print("newswatch stopped")
+    with _reported_errors():
+        serve_until_stopped(settings, own_server=own_server, started=started, say=console.print)
 
 
 @app.command()
@@ -596,7 +552,7 @@ def status(
     from warehouse.runs import recent_runs
 
     settings = _settings(db=db)
-    state = read_state(_prefect_home(settings))
+    state = read_state(prefect_home(settings))
     api_url = os.environ.get("PREFECT_API_URL") or (state or {}).get("api_url")
     healthy = bool(api_url) and api_is_healthy(api_url)
     if check:
@@ -613,7 +569,7 @@ def status(
             return
         console.print(f"ok: Prefect API {api_url} is healthy")
         return
-    with _warehouse(settings.db, read_only=True) as connection:
+    with _warehouse(settings, read_only=True) as connection:
         runs = recent_runs(connection, limit)
         feeds = list_feeds(connection)
     now = datetime.now(UTC)
@@ -664,7 +620,7 @@ def dashboard(
     """Serve the read-only stories dashboard (on 127.0.0.1 unless --host says otherwise).
 
     It has no login: on another address than 127.0.0.1, anyone who reaches the port reads the
-    stories (put it behind a reverse proxy with authentication; see the README).
+    stories (put it behind a reverse proxy with authentication; see docs/operations.md).
 
     Example: newswatch dashboard --db newswatch.duckdb --port 8501
     """
@@ -697,8 +653,9 @@ def _date(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "—"
 
 
-def _print_clusters(db: Path, limit: int = 20) -> None:
-    with _warehouse(db, read_only=True) as connection:
+def _print_clusters(settings, limit: int = 20) -> None:
+    db = settings.db
+    with _warehouse(settings, read_only=True) as connection:
         stories = list_stories(connection, limit)
         members = story_articles(connection, [story["story_id"] for story in stories])
     if not stories:
@@ -725,10 +682,6 @@ def _print_clusters(db: Path, limit: int = 20) -> None:
             table.add_row(f"  • {marker}{escape(member['title'] or member['url'])}", "", _date(member["published_at"]), duplicate)
         table.add_section()
     console.print(table)
-
-
-def _short(text: str, limit: int = 90) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def main() -> None:

@@ -12,9 +12,10 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from extract.content import Article
 from extract.fixtures import SkippedFile, fixture_files, read_fixture_files
-from flows import pipeline
+from flows import embedding, pipeline
+from flows.feed_list import FeedFileError, import_feed_file
 from flows.batches import ArticleStream
-from flows.history import RunSummary, recorded_run
+from flows.runs import RunSummary, recorded_run
 from flows.polling import (
     FetchedArticle, FetchedPage, PollResult, extract_articles, extraction_pool, extraction_workers, fetch_policy, poll,
 )
@@ -23,7 +24,7 @@ from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.feeds import due_feeds
 from warehouse.load import LoadBatch
-from warehouse.queries import stored_urls
+from warehouse.lookups import stored_urls
 
 
 @task(name="list-fixtures", cache_policy=NO_CACHE)
@@ -77,12 +78,12 @@ def poll_feeds(db: Path, settings: Settings, stream: ArticleStream, progress: Ru
     processes, for runs of many pages) and the stream is closed at the end; with Dask, the pages
     are returned for extraction on the cluster.
     """
-    with open_warehouse(db) as connection:
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
         feeds = due_feeds(connection, datetime.now(UTC))
     progress.total("feeds", len(feeds))
 
     def is_stored(urls: list[str]) -> set[str]:
-        with open_warehouse(db) as connection:
+        with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             return stored_urls(connection, urls)
 
     interval = timedelta(minutes=settings.poll_interval_minutes)
@@ -103,9 +104,9 @@ def poll_feeds(db: Path, settings: Settings, stream: ArticleStream, progress: Ru
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare(articles: list[Article], db: Path, ingested_at: datetime):
+def prepare(articles: list[Article], db: Path, ingested_at: datetime, settings: Settings):
     """Key the articles and drop those already stored."""
-    return pipeline.prepare_articles(articles, db, ingested_at)
+    return pipeline.prepare_articles(articles, db, ingested_at, settings)
 
 
 @task(name="extract", cache_policy=NO_CACHE)
@@ -114,16 +115,10 @@ def extract(pages: list[FetchedPage]) -> tuple[list[FetchedArticle], list]:
     return extract_articles(pages)
 
 
-@task(name="find-stored-vectors", cache_policy=NO_CACHE)
-def find_stored_vectors(prepared, db: Path, settings: Settings):
-    """Stored vectors of the batch's texts, and the texts that still need one."""
-    return pipeline.texts_to_embed(prepared, db, settings)
-
-
 @task(name="embed", cache_policy=NO_CACHE)
 def embed(texts: list[str], settings: Settings):
-    """Embed texts (a chunk of the batch's new ones)."""
-    return pipeline.embed_texts(texts, settings)
+    """Embed texts (a chunk of the batch's texts that have no stored vector)."""
+    return embedding.embed_texts(texts, settings)
 
 
 def _chunks(items: list, settings: Settings) -> list[list]:
@@ -134,15 +129,15 @@ def _chunks(items: list, settings: Settings) -> list[list]:
 
 
 @task(name="dedupe-and-cluster", cache_policy=NO_CACHE)
-def decide(prepared, db: Path, settings: Settings):
+def dedupe_and_cluster(prepared, db: Path, settings: Settings):
     """Link duplicates to their earliest copy and assign every article a story."""
-    return pipeline.decide(prepared, db, settings)
+    return pipeline.dedupe_and_cluster(prepared, db, settings)
 
 
 @task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
-def load(batch, db: Path):
+def load(batch, db: Path, settings: Settings):
     """Write the batch to DuckDB in one transaction (retried: another process may hold the file)."""
-    return pipeline.load(batch, db)
+    return pipeline.load(batch, db, settings)
 
 
 @flow(name="ingest-fixtures", log_prints=False)
@@ -181,7 +176,7 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
                 progress.advance("files", len(batch))
         return totals.summary(skipped=skipped)
 
-    return recorded_run("ingest-fixtures", db, work)
+    return recorded_run("ingest-fixtures", db, work, settings)
 
 
 @flow(name="ingest-feeds", log_prints=False)
@@ -208,14 +203,14 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
     def work() -> RunSummary:
         if settings.feeds_file is not None:
             try:
-                listed, added = pipeline.import_feed_file(settings.feeds_file, db, datetime.now(UTC))
+                listed, added = import_feed_file(settings.feeds_file, db, datetime.now(UTC), settings)
                 if added:
                     get_run_logger().info("added %d of the %d feeds in %s", added, listed, settings.feeds_file)
-            except pipeline.FeedFileError as error:
+            except FeedFileError as error:
                 get_run_logger().error("feed list not read: %s", error)
         local = settings.task_runner != "dask"
         # Locally, articles are embedded while other pages are still being fetched and extracted.
-        prefetch = pipeline.EmbeddingPrefetch(db, settings) if local else None
+        prefetch = embedding.EmbeddingPrefetch(db, settings) if local else None
         stream = ArticleStream(
             on_article=(lambda item: prefetch.add(item.article.text)) if prefetch else None,
             # Fetching waits while two batches wait to be stored: memory stays bounded however big the run.
@@ -241,7 +236,7 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
                     progress.total("stored", stream.received if stream.closed else None)
                 outcomes, failures = stream.completed_feeds([])
                 if outcomes or failures:  # feeds that brought nothing to store
-                    load(LoadBatch(feed_outcomes=outcomes, fetch_failures=failures), db)
+                    load(LoadBatch(feed_outcomes=outcomes, fetch_failures=failures), db, settings)
             except BaseException:
                 stream.stop()  # polling skips what it has not fetched yet; nothing waits for it
                 raise
@@ -252,7 +247,7 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
         totals.read = stream.received
         return totals.summary(polled=polled)
 
-    return recorded_run("ingest-feeds", db, work)
+    return recorded_run("ingest-feeds", db, work, settings)
 
 
 @dataclass
@@ -306,21 +301,19 @@ def _store_batch(
     """One batch through the stages, decided against what is stored, loaded in one transaction:
     prepare → embed → dedupe and cluster → load."""
     ingested_at = totals.ingested_at()
-    prepared, already_stored = prepare(articles, db, ingested_at)
-    known, missing = find_stored_vectors(prepared, db, settings)
+    prepared, already_stored = prepare(articles, db, ingested_at, settings)
 
-    def embed_rest(texts: list[str]) -> tuple[list, list[int]]:
+    def embed_in_chunks(texts: list[str]) -> tuple[list, list[int]]:
         embedded = run_chunks(embed, [{"texts": chunk, "settings": settings} for chunk in _chunks(texts, settings)])
         return [v for chunk_vectors, _ in embedded for v in chunk_vectors], [c for _, counts in embedded for c in counts]
 
-    prefetched = prefetch.vectors_for(missing) if prefetch is not None else {}
-    vectors, chunk_counts = pipeline.vectors_with_prefetched(missing, prefetched, embed_rest)
-    embeddings = pipeline.attach_vectors(prepared, known, missing, vectors, chunk_counts, settings)
-    verdicts = decide(prepared, db, settings)
+    prefetched = prefetch.vectors_for(item.text_hash for item in prepared) if prefetch is not None else {}
+    embeddings = pipeline.embed_articles(prepared, db, settings, prefetched=prefetched, embed=embed_in_chunks)
+    verdicts = dedupe_and_cluster(prepared, db, settings)
     batch = pipeline.build_load_batch(prepared, verdicts, embeddings, source, ingested_at, fetched)
     if stream is not None:
         batch.feed_outcomes, batch.fetch_failures = stream.completed_feeds(article.url for article in articles)
-    result = load(batch, db)
+    result = load(batch, db, settings)
     totals.batches += 1
     totals.already_stored += already_stored
     totals.new_articles += result.articles

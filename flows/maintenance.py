@@ -12,16 +12,14 @@ from prefect.cache_policies import NO_CACHE
 
 from extract.content import EXTRACTOR, article_from_html, text_hash
 from extract.terms import extract_terms
-from flows import pipeline
-from flows.history import RunSummary, recorded_run
+from flows.embedding import embedding_model_key, stored_or_embed
+from flows.runs import RunSummary, recorded_run
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.exports import export_articles
 from warehouse.feeds import attention_reasons, list_feeds
-from warehouse.load import EmbeddingRow
 from warehouse.pages import Extraction, stored_pages, update_extractions
 from warehouse.vector_index import discard_indexes
-from warehouse.queries import stored_embeddings
 from warehouse.runs import last_completed_run
 
 logger = logging.getLogger(__name__)
@@ -53,11 +51,11 @@ def reextract_pages(db: Path, settings: Settings, *, everything: bool = False, c
     Returns:
         Counts of pages seen, texts changed and unchanged, and pages that gave no text (kept as they were).
     """
-    model_key = pipeline.embedding_model_key(settings)
+    model_key = embedding_model_key(settings)
     after, pages = "", 0
     changed = unchanged = failed = new_embeddings = 0
     while True:
-        with open_warehouse(db) as connection:
+        with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             chunk = stored_pages(connection, after, chunk_size, None if everything else EXTRACTOR)
         if not chunk:
             break
@@ -85,9 +83,10 @@ def reextract_pages(db: Path, settings: Settings, *, everything: bool = False, c
                 terms=dict(extract_terms(article.title or page.title, article.text)),
                 is_original=page.is_original,
             ))
-        embeddings = _embed_missing(extractions, db, settings, model_key)
+        embedded = stored_or_embed({item.text_hash: item.text for item in extractions}, db, settings)
+        embeddings = embedded.rows(model_key)
         new_embeddings += len(embeddings)
-        with open_warehouse(db) as connection:
+        with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             update_extractions(connection, extractions, embeddings)
         if changed:  # changed texts mean changed vectors: the index is rebuilt from DuckDB when next needed
             discard_indexes(db)
@@ -95,25 +94,10 @@ def reextract_pages(db: Path, settings: Settings, *, everything: bool = False, c
     return ReextractSummary(pages, changed, unchanged, failed, new_embeddings)
 
 
-def _embed_missing(extractions: list[Extraction], db: Path, settings: Settings, model_key: str) -> list[EmbeddingRow]:
-    texts = {item.text_hash: item.text for item in extractions}
-    with open_warehouse(db) as connection:
-        known = stored_embeddings(connection, model_key, list(texts))
-    missing = {digest: text for digest, text in texts.items() if digest not in known}
-    if not missing:
-        return []
-    vectors, chunk_counts = pipeline.get_embedder(settings).embed(list(missing.values()))
-    now = datetime.now(UTC)
-    return [
-        EmbeddingRow(digest, model_key, vector.tolist(), chunks, now)
-        for digest, vector, chunks in zip(missing, vectors, chunk_counts)
-    ]
-
-
 @task(name="export-new-articles", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
-def export_new_articles(db: Path, export_dir: Path, until: datetime) -> tuple[int, Path]:
+def export_new_articles(db: Path, export_dir: Path, until: datetime, settings: Settings) -> tuple[int, Path]:
     """Write the articles ingested since the last completed maintenance run to one Parquet file."""
-    with open_warehouse(db) as connection:
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
         last = last_completed_run(connection, "maintenance")
         path = export_dir / f"articles-{until:%Y%m%dT%H%M%SZ}.parquet"
         return export_articles(connection, last.started_at if last else None, until, path), path
@@ -147,9 +131,9 @@ def maintenance(db: Path, settings: Settings | None = None) -> RunSummary:
         logger = get_run_logger()
         now = datetime.now(UTC)
         export_dir = settings.export_dir or Path(db).parent / "exports"
-        exported, path = export_new_articles(db, export_dir, now)
+        exported, path = export_new_articles(db, export_dir, now, settings)
         stale = reextract_stale_pages(db, settings)
-        with open_warehouse(db) as connection:
+        with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             feeds = list_feeds(connection)
         silent_after = timedelta(days=settings.silent_feed_days)
         attention = [(feed, reasons) for feed in feeds if (reasons := attention_reasons(feed, now, silent_after))]
@@ -170,4 +154,4 @@ def maintenance(db: Path, settings: Settings | None = None) -> RunSummary:
             new_embeddings=stale.new_embeddings, message=message,
         )
 
-    return recorded_run("maintenance", db, work)
+    return recorded_run("maintenance", db, work, settings)

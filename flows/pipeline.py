@@ -1,5 +1,7 @@
 """The ingest pipeline's stages as plain functions: prepare → embed → dedupe and cluster → load.
 
+(The embedding stage itself is `flows.embedding`.)
+
 The Prefect flow in `flows.ingest` wraps each stage in a task; tests and benchmarks can call
 them directly. Each stage that needs the warehouse opens it only for as long as it reads or
 writes, so other processes can query between stages.
@@ -7,30 +9,25 @@ writes, so other processes can query between stages.
 
 import hashlib
 import logging
-import queue
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from extract.cluster import ClusterItem, ClusterRules, Story, StoryAssignment, assign_stories
+from extract.cluster import ClusterItem, Story, StoryAssignment, assign_stories
 from extract.content import EXTRACTOR, Article, text_hash
-from extract.dedupe import DedupeItem, DedupeRules, find_duplicates
-from extract.embed import Embedder
+from extract.dedupe import DedupeItem, find_duplicates
 from extract.feeds import canonicalize_url
 from extract.neighbours import nearest_in_batch
 from extract.terms import TermWeights, extract_terms
+from flows.embedding import embedding_model_key, stored_or_embed
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, PageRow, load_batch
-from warehouse.queries import (
-    stored_embeddings, stored_urls, stored_vectors, story_history, term_statistics,
-)
+from warehouse.lookups import stored_urls, stored_vectors, story_history, term_statistics
 from warehouse.vector_index import VectorIndex
 
 if TYPE_CHECKING:
@@ -48,7 +45,7 @@ class PreparedArticle:
     canonical_url: str
     text_hash: str
     terms: Counter
-    event_time: datetime
+    seen_at: datetime  # published, else ingested
     vector: np.ndarray | None = None
 
 
@@ -74,43 +71,16 @@ def canonical_url(url: str) -> str:
     return canonicalize_url(url) if url.startswith(("http://", "https://")) else url
 
 
-@lru_cache(maxsize=4)
-def _embedder(
-    model: str, chunk_tokens: int, batch_size: int, threads: int, backend: str = "torch", max_chunks: int = 0,
-    device: str = "auto", max_characters: int | None = None,
-) -> Embedder:
-    return Embedder(
-        model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None, backend=backend,
-        max_chunks=max_chunks, device=device, max_characters=max_characters,
-    )
-
-
-def get_embedder(settings: Settings) -> Embedder:
-    """The process-wide embedder for these settings (the model loads once per process)."""
-    return _embedder(
-        settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend,
-        settings.embed_max_chunks, settings.embed_device, settings.embed_max_characters,
-    )
-
-
-def embedding_model_key(settings: Settings) -> str:
-    """What stored vectors are keyed by: the model and how articles were chunked for it."""
-    key = f"{settings.model}@{settings.chunk_tokens}"
-    if settings.embed_max_chunks:
-        key += f"x{settings.embed_max_chunks}"
-    # OpenVINO fp32 and PyTorch on a GPU give PyTorch's CPU vectors (cosine ≥ 0.9999), so they
-    # share a key; int8 does not.
-    return key + ("+openvino-int8" if settings.embed_backend == "openvino-int8" else "")
-
-
-def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -> tuple[list[PreparedArticle], int]:
+def prepare_articles(
+    articles: list[Article], db: Path, ingested_at: datetime, settings: Settings
+) -> tuple[list[PreparedArticle], int]:
     """Key the articles, drop those already stored or repeated in the batch, oldest first.
 
     Returns:
         The new articles, and how many were already stored.
     """
     unique = {article.url: article for article in articles}
-    with open_warehouse(db) as connection:
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
         known = stored_urls(connection, list(unique))
     prepared = [
         PreparedArticle(
@@ -119,193 +89,38 @@ def prepare_articles(articles: list[Article], db: Path, ingested_at: datetime) -
             canonical_url=canonical_url(article.canonical_url or url),
             text_hash=text_hash(article.text),
             terms=extract_terms(article.title, article.text),
-            event_time=article.published_at or ingested_at,
+            seen_at=article.published_at or ingested_at,
         )
         for url, article in unique.items()
         if url not in known
     ]
-    prepared.sort(key=lambda item: (item.event_time, item.article.url))
+    prepared.sort(key=lambda item: (item.seen_at, item.article.url))
     return prepared, len(known)
 
 
-def embed_articles(prepared: list[PreparedArticle], db: Path, settings: Settings) -> list[EmbeddingRow]:
-    """Give every article a vector, reusing stored ones; returns the newly computed rows."""
-    known, missing = texts_to_embed(prepared, db, settings)
-    vectors, chunk_counts = embed_texts(list(missing.values()), settings) if missing else ([], [])
-    return attach_vectors(prepared, known, missing, vectors, chunk_counts, settings)
-
-
-def texts_to_embed(
-    prepared: list[PreparedArticle], db: Path, settings: Settings
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Stored vectors of the batch's texts, and the texts (by hash) that still need one."""
-    hashes = sorted({item.text_hash for item in prepared})
-    with open_warehouse(db) as connection:
-        known = stored_embeddings(connection, embedding_model_key(settings), hashes)
-    missing = {item.text_hash: item.article.text for item in prepared if item.text_hash not in known}
-    return known, missing
-
-
-def embed_texts(texts: list[str], settings: Settings) -> tuple[list[np.ndarray], list[int]]:
-    """Vectors and chunk counts of texts, with this process's embedder."""
-    vectors, chunk_counts = get_embedder(settings).embed(texts)
-    return list(vectors), list(chunk_counts)
-
-
-class EmbeddingPrefetch:
-    """Embeds article texts in a background thread while the rest of the batch is still arriving.
-
-    A feed run hands over each article's text as soon as it is extracted (`add`), so the model
-    works while pages are still being fetched and extracted; each stored batch then takes the
-    vectors of its texts (`vectors_for`, waiting for those still queued) and embeds only what is
-    left. Each group of texts is first checked against the vectors already stored, so a text
-    stored before is not embedded again. The model releases the GIL, so the thread runs beside the
-    fetching event loop. A failure is logged and leaves the texts to the run's own embedding step.
-
-    Only OpenVINO embeds ahead. PyTorch's threads slow down sharply when they share the cores with
-    the extraction workers, and on a GPU chunking the texts is Python work that competes with
-    fetching for the interpreter (BENCHMARKS.md), so there the texts are left to the run as well.
-    """
-
-    def __init__(self, db: Path, settings: Settings, batch_articles: int = 16):
-        self._db, self._settings, self._batch_articles = db, settings, batch_articles
-        self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
-        self._vectors: dict[str, tuple[np.ndarray, int]] = {}
-        self._seen: set[str] = set()
-        self._pending: set[str] = set()  # queued and not yet embedded (or given up)
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def add(self, text: str) -> None:
-        """Queue a text for embedding (the thread starts with the first one)."""
-        digest = text_hash(text)
-        with self._changed:
-            if digest in self._seen:
-                return
-            self._seen.add(digest)
-            self._pending.add(digest)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="embedding-prefetch", daemon=True)
-                self._thread.start()
-        self._queue.put((digest, text))
-
-    def vectors_for(self, digests) -> dict[str, tuple[np.ndarray, int]]:
-        """The (vector, chunk count) of these text hashes that were embedded ahead, waiting for queued ones."""
-        wanted = set(digests)
-        with self._changed:
-            self._changed.wait_for(lambda: not (wanted & self._pending))
-            return {digest: self._vectors.pop(digest) for digest in wanted if digest in self._vectors}
-
-    def finish(self) -> dict[str, tuple[np.ndarray, int]]:
-        """Wait for the queued texts; the (vector, chunk count) not taken yet, by text hash."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-        with self._changed:
-            vectors, self._vectors = self._vectors, {}
-        return vectors
-
-    def _run(self) -> None:
-        skip = False
-        try:
-            # Loads the model on the first text (a run with nothing new never loads it).
-            backend = get_embedder(self._settings).backend_in_use
-        except Exception as error:  # noqa: BLE001  (the run's own step reports it)
-            logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s", type(error).__name__, error)
-            skip = True
-        else:
-            if backend == "torch":
-                logger.debug("embedding ahead is off on torch")
-                skip = True
-        try:
-            while True:
-                texts = [self._queue.get()]
-                # Take whatever else is already waiting, up to a batch: small batches when texts trickle in.
-                while texts[-1] is not None and len(texts) < self._batch_articles and not self._queue.empty():
-                    texts.append(self._queue.get())
-                done = texts[-1] is None
-                texts = dict(item for item in texts if item is not None)
-                if not skip and texts:
-                    try:
-                        computed = self._embed(texts)
-                    except Exception as error:  # noqa: BLE001  (the run embeds these texts itself)
-                        logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s",
-                                       type(error).__name__, error)
-                        skip, computed = True, {}
-                    with self._changed:
-                        self._vectors.update(computed)
-                with self._changed:
-                    self._pending.difference_update(texts)
-                    self._changed.notify_all()
-                if done:
-                    return
-        finally:  # never leave a batch waiting for texts this thread will not embed
-            with self._changed:
-                self._pending.clear()
-                self._changed.notify_all()
-
-    def _embed(self, texts: dict[str, str]) -> dict[str, tuple[np.ndarray, int]]:
-        with open_warehouse(self._db) as connection:
-            stored = stored_embeddings(connection, embedding_model_key(self._settings), list(texts))
-        todo = {digest: text for digest, text in texts.items() if digest not in stored}
-        if not todo:
-            return {}
-        vectors, counts = embed_texts(list(todo.values()), self._settings)
-        return dict(zip(todo, zip(vectors, counts)))
-
-
-def vectors_with_prefetched(
-    missing: dict[str, str],
-    prefetched: dict[str, tuple[np.ndarray, int]],
-    embed_rest,
-) -> tuple[list[np.ndarray], list[int]]:
-    """Vectors and chunk counts of the missing texts, in their order: prefetched ones, the rest from `embed_rest`.
+def embed_articles(prepared: list[PreparedArticle], db: Path, settings: Settings, **options) -> list[EmbeddingRow]:
+    """Give every article a vector, reusing stored ones; returns the rows of those computed now.
 
     Args:
-        missing: Texts by hash that have no stored vector.
-        prefetched: What `EmbeddingPrefetch.vectors_for` or `finish` returned.
-        embed_rest: Called with the texts that were not prefetched; returns (vectors, chunk counts).
+        options: `prefetched` and `embed`, as `flows.embedding.stored_or_embed` takes them.
     """
-    rest = {digest: text for digest, text in missing.items() if digest not in prefetched}
-    vectors, counts = embed_rest(list(rest.values())) if rest else ([], [])
-    computed = dict(prefetched)
-    computed.update(zip(rest, zip(vectors, counts)))
-    ordered = [computed[digest] for digest in missing]
-    return [vector for vector, _ in ordered], [count for _, count in ordered]
-
-
-def attach_vectors(
-    prepared: list[PreparedArticle],
-    known: dict[str, np.ndarray],
-    missing: dict[str, str],
-    vectors: list[np.ndarray],
-    chunk_counts: list[int],
-    settings: Settings,
-) -> list[EmbeddingRow]:
-    """Set every article's vector; returns rows for the newly computed ones."""
-    model_key = embedding_model_key(settings)
-    now = datetime.now(UTC)
-    rows = []
-    for digest, vector, chunks in zip(missing, vectors, chunk_counts):
-        known[digest] = vector
-        rows.append(EmbeddingRow(digest, model_key, np.asarray(vector).tolist(), chunks, now))
+    embedded = stored_or_embed({item.text_hash: item.article.text for item in prepared}, db, settings, **options)
     for item in prepared:
-        item.vector = known[item.text_hash]
-    logger.info("embedded %d texts, reused %d", len(missing), len(known) - len(missing))
-    return rows
+        item.vector = embedded.vector(item.text_hash)
+    return embedded.rows(embedding_model_key(settings))
 
 
-def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Verdicts:
-    """Find duplicates and assign stories against recent stored articles."""
+def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Verdicts:
+    """Link duplicates to their earliest copy and assign every article a story, against the stored history."""
     if not prepared:
         return Verdicts()
     window = timedelta(days=settings.story_window_days)
-    since = min(item.event_time for item in prepared) - window
+    since = min(item.seen_at for item in prepared) - window
     batch_terms = Counter()
     for item in prepared:
         batch_terms.update(item.terms.keys())
     model_key = embedding_model_key(settings)
-    with open_warehouse(db) as connection:
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
         near = nearest_stored(connection, db, np.stack([item.vector for item in prepared]), settings)
         history = story_history(
             connection,
@@ -339,16 +154,11 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
         [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms, None, stored, within)
          for p, stored, within in zip(prepared, compared_stored, compared_batch)],
         [DedupeItem(h.article_id, h.canonical_url, h.text_hash, h.text, h.vector, h.terms, h.duplicate_of) for h in history.articles],
-        DedupeRules(
-            copy_jaccard=settings.copy_jaccard,
-            rewrite_similarity=settings.rewrite_similarity,
-            rewrite_term_overlap=settings.rewrite_term_overlap,
-            rewrite_margin=settings.rewrite_margin,
-        ),
+        settings.dedupe_rules(),
     )
 
     stories = [
-        Story(s.story_id, s.vector_sum.astype(np.float64), Counter(s.term_counts), s.first_event_time, s.last_event_time, set(s.member_ids))
+        Story(s.story_id, s.vector_sum.astype(np.float64), Counter(s.term_counts), s.first_seen_at, s.last_seen_at, set(s.member_ids))
         for s in history.stories
     ]
     originals = [p for p in prepared if p.article_id not in duplicates]
@@ -367,20 +177,14 @@ def decide(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Ver
     near_of = {p.article_id: (hits, within) for p, hits, within in zip(prepared, near, batch_near)}
     assignments = assign_stories(
         [
-            ClusterItem(p.article_id, p.vector, p.terms, p.event_time,
+            ClusterItem(p.article_id, p.vector, p.terms, p.seen_at,
                         frozenset(story_of[a] for a in near_of[p.article_id][0] if a in story_of),
                         near_of[p.article_id][1])
             for p in originals
         ],
         stories,
         weights,
-        ClusterRules(
-            embedding_weight=settings.story_embedding_weight,
-            threshold=settings.story_threshold,
-            window=window,
-            refine_passes=settings.story_refine_passes,
-            merge_threshold=settings.story_merge_threshold,
-        ),
+        settings.cluster_rules(),
     )
     # A duplicate belongs to its original's story.
     story_of.update({article_id: a.story_id for article_id, a in assignments.items()})
@@ -465,39 +269,7 @@ def build_load_batch(
     return LoadBatch(rows, embeddings, {item.article_id: dict(item.terms) for item in prepared}, pages)
 
 
-def load(batch: LoadBatch, db: Path) -> LoadResult:
+def load(batch: LoadBatch, db: Path, settings: Settings) -> LoadResult:
     """Write the batch in one transaction."""
-    with open_warehouse(db) as connection:
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
         return load_batch(connection, batch)
-
-
-FEED_FILE_MAX_BYTES = 10 * 1024 * 1024  # an OPML list of ~50,000 feeds
-
-
-class FeedFileError(Exception):
-    """A feed list file cannot be read; the message is one sentence for the user."""
-
-
-def import_feed_file(path: Path, db: Path, now: datetime) -> tuple[int, int]:
-    """Add every feed of an OPML file that is not listed yet.
-
-    Returns:
-        How many feeds the file lists, and how many were added.
-
-    Raises:
-        FeedFileError: The file is missing, unreadable or not OPML.
-    """
-    from extract.fixtures import read_bounded
-    from extract.opml import OpmlError, read_opml
-    from warehouse.feeds import add_feed
-
-    data = read_bounded(Path(path), FEED_FILE_MAX_BYTES)  # never a FIFO that blocks, nor a huge file
-    if isinstance(data, str):
-        raise FeedFileError(f"cannot read {path}: {data.removeprefix('cannot be read: ')}")
-    try:
-        feeds = read_opml(data)
-    except OpmlError as error:
-        raise FeedFileError(f"{path}: {error}") from None
-    with open_warehouse(db) as connection:
-        added = sum(add_feed(connection, feed.url, feed.title, now) for feed in feeds)
-    return len(feeds), added

@@ -319,11 +319,11 @@ def extract_articles(pages: list[FetchedPage]) -> tuple[list[FetchedArticle], li
 def _extract(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> tuple[FetchedArticle | None, str | None]:
     """`_article`, guarded: a page the extractor fails on keeps the entry's own text, with the error."""
     try:
-        return _article(entry, feed_id, page), None
+        return _fetched_article(entry, feed_id, page), None
     except Exception as error:  # noqa: BLE001 - any parser failure on hostile input is one page's problem
         logger.warning("extraction of %s failed: %s: %s", entry.url, type(error).__name__, error)
         message = f"extraction failed: {type(error).__name__}: {error}"[:500]
-        return _article(entry, feed_id, None), message
+        return _fetched_article(entry, feed_id, None), message
 
 
 def _parse(feed: FeedRecord, response: FetchResult) -> tuple[list[FeedEntry], str | None]:
@@ -351,7 +351,7 @@ async def _fetch_page(fetcher: Fetcher, entry: FeedEntry, progress) -> FetchResu
     return response
 
 
-def _article(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> FetchedArticle | None:
+def _fetched_article(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> FetchedArticle | None:
     """The page's extraction with the entry's metadata filling gaps; else the entry summary."""
     extracted = article_from_html(page.body, page.final_url, charset=page.charset) if page and page.ok and page.body else None
     if extracted and extracted.text:

@@ -1,4 +1,4 @@
-"""Run history: every flow run leaves a `runs` row and a Prefect summary artifact."""
+"""Runs: every flow run leaves a `runs` row and a Prefect summary artifact."""
 
 import signal
 from dataclasses import dataclass, replace
@@ -11,6 +11,7 @@ from prefect.context import get_run_context
 
 from extract.fixtures import SkippedFile
 from flows.processes import noting_stop_signals, run_stopped, stop_signal
+from flows.settings import Settings
 from warehouse.connection import open_warehouse, run_lock
 from warehouse.runs import RunRecord, abandon_unfinished_runs, record_run
 
@@ -33,7 +34,7 @@ class RunSummary:
     message: str | None = None
 
 
-def recorded_run(flow_name: str, db: Path, work) -> RunSummary:
+def recorded_run(flow_name: str, db: Path, work, settings: Settings) -> RunSummary:
     """Run `work` under the database's run lock with a `runs` row and a summary artifact.
 
     The row says "running" while it works, then "completed", "failed" or "cancelled" (interrupted,
@@ -44,7 +45,7 @@ def recorded_run(flow_name: str, db: Path, work) -> RunSummary:
     run_id = str(context.flow_run.id) if getattr(context, "flow_run", None) else None
     with noting_stop_signals(), run_lock(db):
         record = RunRecord(run_id or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S%f}", flow_name, datetime.now(UTC))
-        with open_warehouse(db) as connection:
+        with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             abandoned = abandon_unfinished_runs(connection, record.started_at)
             record_run(connection, record)
         if abandoned:
@@ -64,7 +65,7 @@ def recorded_run(flow_name: str, db: Path, work) -> RunSummary:
             else:
                 record.message = (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
             try:
-                with open_warehouse(db, lock_wait=5) as connection:
+                with open_warehouse(db, lock_wait=5, memory_limit=settings.duckdb_memory_limit) as connection:
                     record_run(connection, record)
             except Exception:  # noqa: BLE001 - the original error matters more; the next run marks it abandoned
                 pass
@@ -75,7 +76,7 @@ def recorded_run(flow_name: str, db: Path, work) -> RunSummary:
         record.new_articles, record.duplicates = summary.new_articles, summary.duplicates
         record.new_stories, record.errors = summary.new_stories, summary.failures + len(summary.skipped)
         record.message = summary.message
-        with open_warehouse(db) as connection:
+        with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             record_run(connection, record)
     if run_id:
         create_markdown_artifact(run_markdown(record), key=f"{flow_name}-summary", description=f"What this {flow_name} run did")

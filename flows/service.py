@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,6 +143,63 @@ def start_prefect_server(
         time.sleep(0.5)
     server.stop()
     raise ServiceError(f"the Prefect server was not healthy after {startup_timeout:.0f} s; see {log_path}")
+
+
+def prefect_home(settings) -> Path:
+    """PREFECT_HOME of the service's own Prefect server: the setting, else `prefect/` beside the database."""
+    return (settings.prefect_home or settings.db.resolve().parent / "prefect").resolve()
+
+
+def own_server_api_url(settings) -> str:
+    """Where the Prefect server the service starts itself answers, for clients on this machine."""
+    return f"http://{connect_address(settings.prefect_host)}:{settings.prefect_port}/api"
+
+
+def serve_until_stopped(settings, *, own_server: bool, started: float, say: Callable[[str], None]) -> None:
+    """Serve the scheduled deployments until SIGINT or SIGTERM, then stop everything the service started.
+
+    Args:
+        settings: The service's settings (database, schedules, Prefect server address and home).
+        own_server: Start a Prefect server first (PREFECT_API_URL was not set); else use PREFECT_API_URL's.
+        started: `time.monotonic()` when the command started (for the "ready in" line).
+        say: Prints a line for the user.
+
+    Raises:
+        ServiceError: The Prefect server could not be started, or PREFECT_API_URL's does not answer.
+    """
+    home = prefect_home(settings)
+    api_url = own_server_api_url(settings) if own_server else os.environ["PREFECT_API_URL"]
+    server = None
+    if own_server:
+        server = start_prefect_server(home, settings.prefect_port, host=settings.prefect_host)
+    elif not api_is_healthy(api_url):
+        raise ServiceError(f"the Prefect server at PREFECT_API_URL={api_url} does not answer")
+    from flows.deployments import build_deployments
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl+C
+    state = None
+    try:
+        deployments = build_deployments(settings.db.resolve(), settings)
+        schedule = f"cron {settings.serve_cron}" if settings.serve_cron else f"every {settings.serve_interval_seconds:g} s"
+        state = write_state(
+            home, api_url=api_url, db=str(settings.db.resolve()), schedule=schedule,
+            ui=own_server and os.environ.get("PREFECT_UI_ENABLED", "true").lower() not in ("0", "false", "no", "off"),
+        )
+        say(
+            f"newswatch serving: feed runs {schedule}, maintenance at cron {settings.maintenance_cron} "
+            f"({settings.serve_timezone}); Prefect API {api_url}; ready in {time.monotonic() - started:.1f} s"
+        )
+        serve_deployments(deployments)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if state is not None:
+            state.unlink(missing_ok=True)
+        if server is not None:
+            server.stop()
+        stop_descendants()
+        say("newswatch stopped")
 
 
 def write_state(home: Path, **state) -> Path:

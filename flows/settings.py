@@ -1,13 +1,20 @@
-"""Every setting of newswatch, declared once with its default, description and NEWSWATCH_* variable."""
+"""Every setting of newswatch, declared once with its default, description and NEWSWATCH_* variable.
 
+The settings are grouped by the part of the pipeline they tune; `settings_markdown()` writes the
+tables of docs/settings.md from these declarations (`python -m flows.settings`).
+"""
+
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from warehouse.connection import DEFAULT_MEMORY_LIMIT, set_memory_limit
-
+from extract.cluster import ClusterRules
+from extract.dedupe import DedupeRules
+from extract.embed import check_backend_and_device
+from warehouse.connection import DEFAULT_MEMORY_LIMIT
 
 # An IPv4 or IPv6 address or a host name to listen on.
 HOST_PATTERN = r"^[A-Za-z0-9.:-]{1,253}$"
@@ -19,7 +26,16 @@ class Settings(BaseSettings):
     # allow_inf_nan: "inf" or "nan" would pass every bound check and break a run later.
     model_config = SettingsConfigDict(env_prefix="NEWSWATCH_", extra="ignore", allow_inf_nan=False)
 
+    # --- Warehouse ---
     db: Path = Field(Path("newswatch.duckdb"), description="DuckDB file the pipeline writes and the commands read.")
+    duckdb_memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, pattern=r"^(\d+(\.\d+)?\s*[KMGT]i?B)?$", description="Memory DuckDB may use per connection (e.g. `512MB`, `2GB`; empty: DuckDB's default of 80% of RAM).")
+
+    # --- Runs ---
+    batch_size: int = Field(500, ge=1, description="Articles decided and stored together: a run commits each batch in its own transaction, so a stopped run keeps every batch it stored and the next run resumes. Articles of one batch can still be re-placed and their new stories merged; a later batch meets them as stored stories (larger batches: better stories, less frequent commits).")
+    fixture_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest article file read by `run --fixtures`; a bigger one is skipped with a warning naming it.")
+    extract_workers: int = Field(0, ge=0, description="Processes extracting pages as they arrive (0: one per CPU core; 1: in the flow's process, after fetching). Runs of fewer than 16 new pages extract in the flow's process.")
+
+    # --- Embedding ---
     model: str = Field(
         "all-MiniLM-L6-v2",
         description="Sentence-transformers model name or local path; the default is the bundled MiniLM.",
@@ -29,22 +45,35 @@ class Settings(BaseSettings):
     embed_max_characters: int = Field(100_000, ge=1000, description="Embed only the first this many characters of a longer text (a bound for pathological input; news articles are far shorter).")
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")
     embed_threads: int = Field(0, ge=0, description="Torch threads for embedding (0: torch's default).")
-    embed_device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="Where PyTorch embeds: `auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`; on a GPU, backend `auto` means PyTorch there.")
+    embed_backend: str = Field("auto", description="Embedding runtime: `auto` (OpenVINO when installed, else torch), `torch`, `openvino` (torch's vectors, about twice as fast) or `openvino-int8` (faster still, cosine ≥ 0.99 to torch, stored under its own key); OpenVINO needs the `openvino` extra, else torch is used.")
+    embed_device: str = Field("auto", description="Where PyTorch embeds: `auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`; on a GPU, backend `auto` means PyTorch there.")
+
+    # --- Duplicates ---
+    copy_jaccard: float = Field(0.5, ge=0, le=1, description="Word 5-shingle Jaccard from which two articles are copies.")
+    rewrite_similarity: float = Field(0.93, ge=0, le=1, description="Whole-article embedding cosine from which a paraphrase may be a rewrite.")
+    rewrite_term_overlap: float = Field(0.5, ge=0, le=1, description="Share of shared names and numbers a rewrite must also have.")
+    rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
+
+    # --- Stories ---
     story_threshold: float = Field(0.3, ge=0, le=1, description="Minimum article-to-story similarity to join a story rather than open one.")
     story_embedding_weight: float = Field(0.1, ge=0, le=1, description="Share of the embedding cosine in story similarity; the rest is entity tf-idf cosine.")
     story_window_days: float = Field(7.0, gt=0, description="A story takes new articles published within this many days of its own.")
     story_merge_threshold: float = Field(0.5, ge=0, le=1, description="Minimum story-to-story similarity to fold a story opened by this run into another.")
     story_refine_passes: int = Field(2, ge=0, description="Passes that re-place a batch's new articles against the updated stories.")
+    term_prior_documents: int = Field(1000, ge=0, description="Weight, in pseudo-articles, of the general-language word frequencies in term weights.")
+    term_language: str = Field("en", description="Language of the general word-frequency prior (wordfreq code).")
+
+    # --- Comparing with the stored history ---
     history_neighbours: int = Field(20, ge=1, le=1000, description="Stored articles nearest to each new one that dedupe and clustering consider, with their whole stories.")
     vector_index_exact_limit: int = Field(50_000, ge=0, description="Up to this many stored vectors the index beside the warehouse searches exactly; beyond, an HNSW graph.")
     vector_index_search_depth: int = Field(512, ge=16, le=4096, description="Candidates the HNSW graph explores per search (efSearch): deeper finds more near-copies and costs more.")
-    duckdb_memory_limit: str = Field(DEFAULT_MEMORY_LIMIT, pattern=r"^(\d+(\.\d+)?\s*[KMGT]i?B)?$", description="Memory DuckDB may use per connection (e.g. `512MB`, `2GB`; empty: DuckDB's default of 80% of RAM).")
-    term_prior_documents: int = Field(1000, ge=0, description="Weight, in pseudo-articles, of the general-language word frequencies in term weights.")
-    term_language: str = Field("en", description="Language of the general word-frequency prior (wordfreq code).")
-    copy_jaccard: float = Field(0.5, ge=0, le=1, description="Word 5-shingle Jaccard from which two articles are copies.")
-    rewrite_similarity: float = Field(0.93, ge=0, le=1, description="Whole-article embedding cosine from which a paraphrase may be a rewrite.")
-    rewrite_term_overlap: float = Field(0.5, ge=0, le=1, description="Share of shared names and numbers a rewrite must also have.")
+
+    # --- Feeds and fetching ---
+    feeds_file: Path | None = Field(None, description="OPML file whose feeds are added (when missing) before every feed run.")
     poll_interval_minutes: float = Field(15.0, gt=0, description="Minutes between polls of a healthy feed.")
+    feed_max_new_entries: int = Field(500, ge=1, description="New entries taken from one feed per run, newest first; the rest come in the next runs (the feed stays due), so one huge feed cannot starve the others.")
+    fetch_pages: bool = Field(True, description="Fetch each new entry's page; off: keep the feed's own text (summary or full content).")
+    silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
     user_agent: str = Field("newswatch/0.1 (news monitoring)", description="User-Agent sent with every request.")
     fetch_connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect to a host.")
     fetch_read_timeout: float = Field(20.0, gt=0, description="Seconds to wait for the next bytes of a response.")
@@ -55,13 +84,8 @@ class Settings(BaseSettings):
     fetch_host_delay: float = Field(1.0, ge=0, description="Minimum seconds between two requests to one host.")
     respect_robots: bool = Field(True, description="Obey robots.txt when fetching article pages.")
     allow_private_networks: bool = Field(False, description="Allow feeds and pages on loopback or private addresses (off: refused as SSRF).")
-    silent_feed_days: float = Field(3.0, gt=0, description="A feed that answers but brings nothing new for this many days is flagged as silent.")
-    fetch_pages: bool = Field(True, description="Fetch each new entry's page; off: keep the feed's own text (summary or full content).")
-    feed_max_new_entries: int = Field(500, ge=1, description="New entries taken from one feed per run, newest first; the rest come in the next runs (the feed stays due), so one huge feed cannot starve the others.")
-    batch_size: int = Field(500, ge=1, description="Articles decided and stored together: a run commits each batch in its own transaction, so a stopped run keeps every batch it stored and the next run resumes. Articles of one batch can still be re-placed and their new stories merged; a later batch meets them as stored stories (larger batches: better stories, less frequent commits).")
-    fixture_max_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest article file read by `run --fixtures`; a bigger one is skipped with a warning naming it.")
-    extract_workers: int = Field(0, ge=0, description="Processes extracting pages as they arrive (0: one per CPU core; 1: in the flow's process, after fetching). Runs of fewer than 16 new pages extract in the flow's process.")
-    feeds_file: Path | None = Field(None, description="OPML file whose feeds are added (when missing) before every feed run.")
+
+    # --- Service ---
     serve_interval_seconds: float = Field(900.0, gt=0, description="Seconds between scheduled feed runs of `newswatch serve` (unless a cron is set).")
     serve_cron: str | None = Field(None, description="Cron expression for scheduled feed runs instead of the interval, e.g. `*/10 * * * *`.")
     serve_timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
@@ -71,25 +95,50 @@ class Settings(BaseSettings):
     prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the Prefect server `serve` starts when PREFECT_API_URL is not set.")
     prefect_host: str = Field("127.0.0.1", pattern=HOST_PATTERN, description="Address that Prefect server listens on: `127.0.0.1` (this machine only) or `0.0.0.0` (every interface, as in the container image; its UI and API have no login).")
     dashboard_host: str = Field("127.0.0.1", pattern=HOST_PATTERN, description="Address `newswatch dashboard` listens on unless `--host` is given: `127.0.0.1` (this machine only) or `0.0.0.0` (every interface, as in the container image; the dashboard is read-only and has no login).")
+
+    # --- Dask ---
     task_runner: Literal["local", "dask"] = Field("local", description="Where extraction and embedding chunks run: `local` (the flow's process) or `dask` (prefect-dask).")
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster, e.g. `tcp://10.0.0.5:8786` (default: a local cluster per run).")
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster started for a run when no address is given.")
     dask_chunk_size: int = Field(32, ge=1, description="Pages or texts per extraction or embedding task sent to Dask.")
-    rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
-    embed_backend: str = Field("auto", pattern=r"^(auto|torch|openvino|openvino-int8)$", description="Embedding runtime: `auto` (OpenVINO when installed, else torch), `torch`, `openvino` (torch's vectors, about twice as fast) or `openvino-int8` (faster still, cosine ≥ 0.99 to torch, stored under its own key); OpenVINO needs the `openvino` extra, else torch is used.")
 
     @model_validator(mode="after")
-    def _device_fits_backend(self) -> "Settings":
-        if self.embed_device.startswith("cuda") and self.embed_backend.startswith("openvino"):
-            raise ValueError(
-                f"NEWSWATCH_EMBED_BACKEND={self.embed_backend} runs on the CPU, not on NEWSWATCH_EMBED_DEVICE={self.embed_device}"
-            )
+    def _backend_fits_device(self) -> "Settings":
+        check_backend_and_device(self.embed_backend, self.embed_device, ("NEWSWATCH_EMBED_BACKEND=", "NEWSWATCH_EMBED_DEVICE="))
         return self
 
-    @model_validator(mode="after")
-    def _apply_memory_limit(self) -> "Settings":
-        set_memory_limit(self.duckdb_memory_limit)
-        return self
+    def dedupe_rules(self) -> DedupeRules:
+        """The thresholds of the near-duplicate tests."""
+        return DedupeRules(
+            copy_jaccard=self.copy_jaccard,
+            rewrite_similarity=self.rewrite_similarity,
+            rewrite_term_overlap=self.rewrite_term_overlap,
+            rewrite_margin=self.rewrite_margin,
+        )
+
+    def cluster_rules(self) -> ClusterRules:
+        """The knobs of story assignment."""
+        return ClusterRules(
+            embedding_weight=self.story_embedding_weight,
+            threshold=self.story_threshold,
+            window=timedelta(days=self.story_window_days),
+            refine_passes=self.story_refine_passes,
+            merge_threshold=self.story_merge_threshold,
+        )
+
+
+# Where each group of settings starts (in the order of the class): the headings of docs/settings.md.
+GROUPS = {
+    "db": "Warehouse",
+    "batch_size": "Runs",
+    "model": "Embedding",
+    "copy_jaccard": "Duplicates",
+    "story_threshold": "Stories",
+    "history_neighbours": "Comparing with the stored history",
+    "feeds_file": "Feeds and fetching",
+    "serve_interval_seconds": "Service",
+    "task_runner": "Dask",
+}
 
 
 def load_settings(**overrides) -> Settings:
@@ -100,6 +149,22 @@ def load_settings(**overrides) -> Settings:
 def settings_error_message(error) -> str:
     """One sentence for an invalid setting (a pydantic ValidationError from `Settings`)."""
     first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
     if not first["loc"]:  # a check across settings, whose message names them
-        return f"invalid settings: {first['msg'].removeprefix('Value error, ')}"
-    return f"invalid setting NEWSWATCH_{str(first['loc'][0]).upper()}: {first['msg']}"
+        return f"invalid settings: {message}"
+    return f"invalid setting NEWSWATCH_{str(first['loc'][0]).upper()}: {message}"
+
+
+def settings_markdown() -> str:
+    """The settings as Markdown tables, one per group: variable, default, meaning."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        if name in GROUPS:
+            lines += ["", f"### {GROUPS[name]}", "", "| variable | default | meaning |", "|---|---|---|"]
+        default = "(none)" if field.default is None else f"`{field.default}`"
+        lines.append(f"| `NEWSWATCH_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(lines[1:]) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

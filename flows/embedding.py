@@ -1,0 +1,204 @@
+"""The embedding stage: every text gets its stored vector, or is embedded now (ahead of time where it pays).
+
+`stored_or_embed` is the one way texts get vectors, in runs, in re-extraction and in the
+embedding-ahead thread: a text whose hash already has a vector of the model is never embedded
+again.
+"""
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from extract.content import text_hash
+from extract.embed import Embedder, model_key
+from flows.settings import Settings
+from warehouse.connection import open_warehouse
+from warehouse.load import EmbeddingRow
+from warehouse.lookups import stored_embeddings
+
+logger = logging.getLogger(__name__)
+
+# Embeds texts: returns their vectors and chunk counts, in order.
+EmbedFunction = Callable[[list[str]], tuple[list[np.ndarray], list[int]]]
+
+
+@lru_cache(maxsize=4)
+def _embedder(
+    model: str, chunk_tokens: int, batch_size: int, threads: int, backend: str, max_chunks: int, device: str,
+    max_characters: int,
+) -> Embedder:
+    return Embedder(
+        model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None, backend=backend,
+        max_chunks=max_chunks, device=device, max_characters=max_characters,
+    )
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for these settings (the model loads once per process)."""
+    return _embedder(
+        settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend,
+        settings.embed_max_chunks, settings.embed_device, settings.embed_max_characters,
+    )
+
+
+def embedding_model_key(settings: Settings) -> str:
+    """What the vectors these settings make are stored under."""
+    return model_key(settings.model, settings.chunk_tokens, settings.embed_max_chunks, settings.embed_backend)
+
+
+def embed_texts(texts: list[str], settings: Settings) -> tuple[list[np.ndarray], list[int]]:
+    """Vectors and chunk counts of texts, with this process's embedder."""
+    vectors, chunk_counts = get_embedder(settings).embed(texts)
+    return list(vectors), list(chunk_counts)
+
+
+@dataclass
+class EmbeddedTexts:
+    """Vectors of texts by text hash: those already stored, and those computed now with their chunk counts."""
+
+    stored: dict[str, np.ndarray] = field(default_factory=dict)
+    computed: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
+
+    def vector(self, digest: str) -> np.ndarray:
+        """The vector of the text with this hash."""
+        return self.stored[digest] if digest in self.stored else self.computed[digest][0]
+
+    def rows(self, model: str, created_at: datetime | None = None) -> list[EmbeddingRow]:
+        """`embeddings` rows for the vectors computed now."""
+        created_at = created_at or datetime.now(UTC)
+        return [
+            EmbeddingRow(digest, model, np.asarray(vector).tolist(), chunks, created_at)
+            for digest, (vector, chunks) in self.computed.items()
+        ]
+
+
+def stored_or_embed(
+    texts: Mapping[str, str],
+    db: Path,
+    settings: Settings,
+    *,
+    prefetched: Mapping[str, tuple[np.ndarray, int]] | None = None,
+    embed: EmbedFunction | None = None,
+) -> EmbeddedTexts:
+    """The vector of every text: stored ones read from the warehouse, the rest embedded now.
+
+    Args:
+        texts: Texts by their hash (`extract.content.text_hash`).
+        db: DuckDB file holding the stored vectors.
+        settings: The embedding model and how texts are chunked for it.
+        prefetched: Vectors and chunk counts already computed for some texts (embedded ahead).
+        embed: How to embed the rest (default: this process's embedder); e.g. chunks on a Dask cluster.
+
+    Returns:
+        The stored vectors, and those computed now (prefetched ones included) with their chunk counts.
+    """
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
+        stored = stored_embeddings(connection, embedding_model_key(settings), list(texts))
+    prefetched = prefetched or {}
+    computed = {digest: prefetched[digest] for digest in texts if digest not in stored and digest in prefetched}
+    rest = {digest: text for digest, text in texts.items() if digest not in stored and digest not in computed}
+    if rest:
+        vectors, counts = (embed or (lambda items: embed_texts(items, settings)))(list(rest.values()))
+        computed.update(zip(rest, zip(vectors, counts)))
+    logger.info("embedded %d texts, reused %d", len(computed), len(stored))
+    return EmbeddedTexts(stored, computed)
+
+
+class EmbeddingPrefetch:
+    """Embeds article texts in a background thread while the rest of the batch is still arriving.
+
+    A feed run hands over each article's text as soon as it is extracted (`add`), so the model
+    works while pages are still being fetched and extracted; each stored batch then takes the
+    vectors of its texts (`vectors_for`, waiting for those still queued) and embeds only what is
+    left. Texts with a stored vector are not embedded again (`stored_or_embed`). The model
+    releases the GIL, so the thread runs beside the fetching event loop. A failure is logged and
+    leaves the texts to the run's own embedding step.
+
+    Only OpenVINO embeds ahead. PyTorch's threads slow down sharply when they share the cores with
+    the extraction workers, and on a GPU chunking the texts is Python work that competes with
+    fetching for the interpreter (BENCHMARKS.md), so there the texts are left to the run as well.
+    """
+
+    def __init__(self, db: Path, settings: Settings, batch_articles: int = 16):
+        self._db, self._settings, self._batch_articles = db, settings, batch_articles
+        self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+        self._vectors: dict[str, tuple[np.ndarray, int]] = {}
+        self._seen: set[str] = set()
+        self._pending: set[str] = set()  # queued and not yet embedded (or given up)
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, text: str) -> None:
+        """Queue a text for embedding (the thread starts with the first one)."""
+        digest = text_hash(text)
+        with self._changed:
+            if digest in self._seen:
+                return
+            self._seen.add(digest)
+            self._pending.add(digest)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="embedding-prefetch", daemon=True)
+                self._thread.start()
+        self._queue.put((digest, text))
+
+    def vectors_for(self, digests) -> dict[str, tuple[np.ndarray, int]]:
+        """The (vector, chunk count) of these text hashes that were embedded ahead, waiting for queued ones."""
+        wanted = set(digests)
+        with self._changed:
+            self._changed.wait_for(lambda: not (wanted & self._pending))
+            return {digest: self._vectors.pop(digest) for digest in wanted if digest in self._vectors}
+
+    def finish(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Wait for the queued texts; the (vector, chunk count) not taken yet, by text hash."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        with self._changed:
+            vectors, self._vectors = self._vectors, {}
+        return vectors
+
+    def _run(self) -> None:
+        skip = False
+        try:
+            # Loads the model on the first text (a run with nothing new never loads it).
+            backend = get_embedder(self._settings).backend_in_use
+        except Exception as error:  # noqa: BLE001  (the run's own step reports it)
+            logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s", type(error).__name__, error)
+            skip = True
+        else:
+            if backend == "torch":
+                logger.debug("embedding ahead is off on torch")
+                skip = True
+        try:
+            while True:
+                texts = [self._queue.get()]
+                # Take whatever else is already waiting, up to a batch: small batches when texts trickle in.
+                while texts[-1] is not None and len(texts) < self._batch_articles and not self._queue.empty():
+                    texts.append(self._queue.get())
+                done = texts[-1] is None
+                texts = dict(item for item in texts if item is not None)
+                if not skip and texts:
+                    try:
+                        computed = stored_or_embed(texts, self._db, self._settings).computed
+                    except Exception as error:  # noqa: BLE001  (the run embeds these texts itself)
+                        logger.warning("embedding ahead failed, the run embeds its texts itself: %s: %s",
+                                       type(error).__name__, error)
+                        skip, computed = True, {}
+                    with self._changed:
+                        self._vectors.update(computed)
+                with self._changed:
+                    self._pending.difference_update(texts)
+                    self._changed.notify_all()
+                if done:
+                    return
+        finally:  # never leave a batch waiting for texts this thread will not embed
+            with self._changed:
+                self._pending.clear()
+                self._changed.notify_all()
