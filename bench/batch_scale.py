@@ -1,7 +1,7 @@
-"""Cost of dedupe and story assignment as one batch grows: `decide` for 1k, 5k and 20k new articles.
+"""Cost of dedupe and story assignment as one batch grows: `dedupe_and_cluster` for 1k, 5k and 20k new articles.
 
 A first run over a big backlog hands the pipeline many new articles at once. This measures the
-pipeline's `decide` (neighbour search, dedupe, clustering) for one batch of N new articles
+pipeline's `dedupe_and_cluster` (neighbour search, dedupe, clustering) for one batch of N new articles
 against an empty warehouse, in a fresh process each, for two kinds of text:
 
 - `distinct`: articles of many different stories (stories of geometric size, mean about 2.5),
@@ -91,7 +91,7 @@ def templated_vectors(texts: list[str], work: Path) -> np.ndarray:
     cache = work / f"templated-{len(texts)}-{hashlib.sha256(''.join(texts).encode()).hexdigest()[:12]}.npy"
     if cache.exists():
         return np.load(cache)
-    from flows.pipeline import embed_texts
+    from flows.embedding import embed_texts
     from flows.settings import Settings
 
     started = time.perf_counter()
@@ -116,7 +116,7 @@ def make_batch(kind: str, size: int, work: Path) -> tuple[list, dict[str, int]]:
         item = PreparedArticle(
             article=Article(url=url, title=text[:60], text=text, published_at=when), article_id=article_id_for(url),
             canonical_url=canonical_url(url), text_hash=hashlib.sha256(text.encode()).hexdigest(),
-            terms=terms, event_time=when, vector=vector,
+            terms=terms, seen_at=when, vector=vector,
         )
         prepared.append(item)
         event_of[item.article_id] = event
@@ -177,9 +177,9 @@ def peak_rss_mib() -> int:
 
 
 def measure(batch_path: Path, db: Path) -> dict:
-    """In this process: `decide` for the pickled batch against an empty warehouse."""
+    """In this process: `dedupe_and_cluster` for the pickled batch against an empty warehouse."""
     from extract.terms import TermWeights
-    from flows.pipeline import decide
+    from flows.pipeline import dedupe_and_cluster
     from flows.settings import Settings
     from warehouse.connection import open_warehouse
 
@@ -190,7 +190,7 @@ def measure(batch_path: Path, db: Path) -> dict:
         pass
     rss_before = peak_rss_mib()
     started = time.perf_counter()
-    verdicts = decide(prepared, db, settings)
+    verdicts = dedupe_and_cluster(prepared, db, settings)
     seconds = time.perf_counter() - started
     stories = {article_id: assignment.story_id for article_id, assignment in verdicts.stories.items()}
     return {

@@ -48,17 +48,14 @@ def mean_scores(scores: list[tuple[float, float, float]]) -> dict[str, float]:
     return {name: round(sum(s[i] for s in scores) / len(scores), 4) for i, name in enumerate(("precision", "recall", "f1"))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder with html/ and ground-truth.json")
-    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
-    args = parser.parse_args(argv)
-    truth_file = args.data / "ground-truth.json"
-    if not truth_file.is_file():
-        print(f"evaluate_extraction: error: {truth_file} not found", file=sys.stderr)
-        return 2
-    truth = json.loads(truth_file.read_text(encoding="utf-8"))
-    pages = {key: (args.data / "html" / f"{key}.html").read_bytes() for key in truth if (args.data / "html" / f"{key}.html").is_file()}
+def evaluate(data: Path, *, keep_db: Path | None = None) -> dict:
+    """Serve the pages behind a local feed, ingest them with the `ingest-feeds` flow and score the stored texts.
+
+    Returns:
+        Mean precision/recall/F1 of newswatch's texts and of plain `trafilatura.extract`, counts and seconds.
+    """
+    truth = json.loads((data / "ground-truth.json").read_text(encoding="utf-8"))
+    pages = {key: (data / "html" / f"{key}.html").read_bytes() for key in truth if (data / "html" / f"{key}.html").is_file()}
 
     import trafilatura
 
@@ -72,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     from warehouse.feeds import add_feed
 
     with LocalSite(pages) as site, tempfile.TemporaryDirectory() as scratch:
-        db = Path(scratch) / "extract.duckdb"
+        db = keep_db or Path(scratch) / "extract.duckdb"
+        db.unlink(missing_ok=True)
         with open_warehouse(db) as connection:
             add_feed(connection, site.feed_urls[0], "bench", datetime.now(UTC))
         settings = Settings(allow_private_networks=True, fetch_host_delay=0.0, fetch_host_concurrency=8)
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             stored = dict(connection.execute("SELECT url, text FROM articles").fetchall())
     ours = {url.rsplit("/", 1)[1]: text for url, text in stored.items()}
     keys = sorted(pages)
-    result = {
+    return {
         "pages": len(keys),
         "stored": sum(1 for key in keys if key in ours),
         "newswatch": mean_scores([token_scores(ours.get(key, ""), truth[key]["articleBody"]) for key in keys]),
@@ -92,6 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         "plain_extract_seconds": round(plain_seconds, 1),
         "fetch_failures": summary.failures,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder with html/ and ground-truth.json")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.add_argument("--keep-db", type=Path, default=None, help="write the database here instead of a temporary file")
+    args = parser.parse_args(argv)
+    truth_file = args.data / "ground-truth.json"
+    if not truth_file.is_file():
+        print(f"evaluate_extraction: error: {truth_file} not found", file=sys.stderr)
+        return 2
+    result = evaluate(args.data, keep_db=args.keep_db)
     if args.json:
         print(json.dumps(result))
     else:

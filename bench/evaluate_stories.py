@@ -112,37 +112,23 @@ def naive_baseline(docs: list[dict]) -> dict:
     return {"naive_minilm256_bcubed_f1": round(best[0], 4), "naive_best_threshold": best[1]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="folder with docs.jsonl")
-    parser.add_argument("--runs", type=int, default=1, help="split the documents over this many ingest runs")
-    parser.add_argument("--shuffle", type=int, default=None, metavar="SEED", help="shuffle the order with this seed")
-    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
-    parser.add_argument(
-        "--baseline", action="store_true",
-        help="also score the naive method: MiniLM truncated at 256 tokens, one pass, best cosine threshold",
-    )
-    parser.add_argument("--keep-db", type=Path, default=None, help="write the database here instead of a temporary file")
-    args = parser.parse_args(argv)
-    source = args.data / "docs.jsonl"
-    if not source.is_file():
-        print(f"evaluate_stories: error: {source} not found", file=sys.stderr)
-        return 2
-    docs = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if args.shuffle is not None:
-        random.Random(args.shuffle).shuffle(docs)
+def evaluate(docs: list[dict], *, runs: int = 1, keep_db: Path | None = None, settings=None) -> dict:
+    """Ingest the documents through the `ingest-fixtures` flow (in `runs` successive runs) and score what it stored.
 
+    Returns:
+        B-cubed precision/recall/F1 of the stories, duplicate pair scores and counts, and the seconds taken.
+    """
     from flows.ingest import ingest_fixtures
     from flows.settings import Settings
     from warehouse.connection import open_warehouse
 
-    settings = Settings()
+    settings = settings or Settings()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        db = args.keep_db or scratch / "eval.duckdb"
+        db = keep_db or scratch / "eval.duckdb"
         db.unlink(missing_ok=True)
         started = time.perf_counter()
-        size = -(-len(docs) // args.runs)
+        size = -(-len(docs) // runs)
         for run, start in enumerate(range(0, len(docs), size)):
             folder = scratch / f"run{run}"
             folder.mkdir()
@@ -159,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     scored = [doc for doc in docs if doc["doc_id"] in story]
     precision, recall, f1 = bcubed(story, {doc["doc_id"]: doc["story_id"] for doc in scored})
     duplicates = duplicate_scores(scored, group)
-    result = {
+    return {
         "documents": len(docs),
         "stored": len(scored),
-        "runs": args.runs,
+        "runs": runs,
         "stories_found": len(set(story.values())),
         "stories_true": len({doc["story_id"] for doc in docs}),
         "bcubed_precision": round(precision, 4),
@@ -175,6 +161,35 @@ def main(argv: list[str] | None = None) -> int:
         "same_story_different_article_duplicates": duplicates["same_story_false"],
         "seconds": round(elapsed, 1),
     }
+
+
+def read_docs(folder: Path) -> list[dict]:
+    """The documents of `docs.jsonl` in a folder (the layout of ECB+ `B1_ecbplus_events/dev`)."""
+    source = folder / "docs.jsonl"
+    return [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder with docs.jsonl")
+    parser.add_argument("--runs", type=int, default=1, help="split the documents over this many ingest runs")
+    parser.add_argument("--shuffle", type=int, default=None, metavar="SEED", help="shuffle the order with this seed")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.add_argument(
+        "--baseline", action="store_true",
+        help="also score the naive method: MiniLM truncated at 256 tokens, one pass, best cosine threshold",
+    )
+    parser.add_argument("--keep-db", type=Path, default=None, help="write the database here instead of a temporary file")
+    args = parser.parse_args(argv)
+    source = args.data / "docs.jsonl"
+    if not source.is_file():
+        print(f"evaluate_stories: error: {source} not found", file=sys.stderr)
+        return 2
+    docs = read_docs(args.data)
+    if args.shuffle is not None:
+        random.Random(args.shuffle).shuffle(docs)
+
+    result = evaluate(docs, runs=args.runs, keep_db=args.keep_db)
     if args.baseline:
         result.update(naive_baseline(docs))
     if args.json:

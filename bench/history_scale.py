@@ -17,7 +17,7 @@ stored articles (vector cosine ~0.99, text a copy with a few words added), and 5
 new stories. Before the timed step, the articles of the previous batch (1,000 more) are loaded,
 so the vector index beside the warehouse must catch up as it does on every run (that previous
 run's decide and load happen in a process of their own, whose peak RSS is reported apart as
-`previous_peak_rss_mib`: it includes the load). The timed step is the pipeline's `decide` (index
+`previous_peak_rss_mib`: it includes the load). The timed step is the pipeline's `dedupe_and_cluster` (index
 sync and save, neighbour search, reading the candidates, dedupe, clustering), run in a fresh
 process whose peak RSS is reported. Correctness is checked
 too: how many stored-story reports join their story, how many copies are found, and how many
@@ -105,7 +105,7 @@ def generate(db: Path, size: int, settings) -> dict:
     """Write `size` stored articles (plus the previous batch's 1,000, loaded later) to a fresh warehouse."""
     import pyarrow as pa
 
-    from flows.pipeline import embedding_model_key
+    from flows.embedding import embedding_model_key
     from warehouse.connection import open_warehouse
 
     world = World()
@@ -186,7 +186,7 @@ def make_batch(db: Path, size: int, settings, offset: int, seed: int, now: datet
         item = PreparedArticle(
             article=article, article_id=article_id(10**9 + index), canonical_url=canonical_url(url),
             text_hash=hashlib.sha256(text.encode() + url.encode()).hexdigest(),
-            terms=__import__("collections").Counter(terms), event_time=now, vector=vector,
+            terms=__import__("collections").Counter(terms), seen_at=now, vector=vector,
         )
         prepared.append(item)
         expected[item.article_id] = expect
@@ -215,17 +215,18 @@ def make_batch(db: Path, size: int, settings, offset: int, seed: int, now: datet
 
 def load_previous(db: Path, size: int) -> None:
     """The previous run (in its own process): its verdicts and its load, so the index is one batch behind."""
-    from flows.pipeline import build_load_batch, decide, embedding_model_key, load
+    from flows.embedding import embedding_model_key
+    from flows.pipeline import build_load_batch, dedupe_and_cluster, load
     from flows.settings import Settings
     from warehouse.load import EmbeddingRow
 
     settings = Settings(db=db, model="synthetic")
     then = NOW - timedelta(minutes=30)
     previous, _ = make_batch(db, size, settings, 0, seed=1, now=then)
-    verdicts = decide(previous, db, settings)
+    verdicts = dedupe_and_cluster(previous, db, settings)
     vectors = [EmbeddingRow(item.text_hash, embedding_model_key(settings), item.vector.tolist(), 1, then) for item in previous]
-    load(build_load_batch(previous, verdicts, vectors, "synthetic", then), db)
-    # The next batch is made here too, so that reading its samples is not charged to `decide`.
+    load(build_load_batch(previous, verdicts, vectors, "synthetic", then), db, settings)
+    # The next batch is made here too, so that reading its samples is not charged to `dedupe_and_cluster`.
     batch_file(db).write_bytes(pickle.dumps(make_batch(db, size, settings, 1000, seed=2, now=NOW)))
 
 
@@ -234,8 +235,8 @@ def batch_file(db: Path) -> Path:
 
 
 def measure(db: Path, size: int) -> dict:
-    """In this process: time `decide` for the next batch."""
-    from flows.pipeline import decide
+    """In this process: time `dedupe_and_cluster` for the next batch."""
+    from flows.pipeline import dedupe_and_cluster
     from flows.settings import Settings
 
     settings = Settings(db=db, model="synthetic")
@@ -250,7 +251,7 @@ def measure(db: Path, size: int) -> dict:
         pass
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    verdicts = decide(batch, db, settings)
+    verdicts = dedupe_and_cluster(batch, db, settings)
     seconds = time.perf_counter() - started
     joined = sum(1 for aid, (kind, target) in expected.items()
                  if kind == "joins" and verdicts.stories[aid].story_id == target and aid not in verdicts.duplicates)
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             partial.rename(base)
         from warehouse.connection import open_warehouse
         from warehouse.vector_index import VectorIndex, discard_indexes, index_folder
-        from flows.pipeline import embedding_model_key
+        from flows.embedding import embedding_model_key
 
         settings = Settings(db=base, model="synthetic")
         if not index_folder(base).exists():

@@ -121,18 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     html_folder = args.data / "html" if (args.data / "html").is_dir() else args.data
     pages = replicate(html_folder, args.articles)
 
-    from flows import pipeline
+    from flows import embedding, pipeline
     from flows.polling import extract_articles, extraction_pool, extraction_workers, fetch_policy, poll
     from flows.settings import Settings
     from warehouse.connection import open_warehouse
     from warehouse.feeds import add_feed, due_feeds
-    from warehouse.queries import stored_urls
+    from warehouse.lookups import stored_urls
 
     settings = Settings(
         allow_private_networks=True, fetch_host_delay=args.host_delay, fetch_host_concurrency=16, fetch_concurrency=32,
         respect_robots=False,
     )
-    embedder = pipeline.get_embedder(settings)
+    embedder = embedding.get_embedder(settings)
     started = time.perf_counter()
     embedder.load()
     model_seconds = time.perf_counter() - started
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 feeds = due_feeds(connection, datetime.now(UTC) + timedelta(days=1))
             # As the flow does: pages are extracted in worker processes while others are fetched,
             # and each article is embedded in a thread as soon as it is extracted.
-            prefetch = None if args.no_overlap else pipeline.EmbeddingPrefetch(db, settings)
+            prefetch = None if args.no_overlap else embedding.EmbeddingPrefetch(db, settings)
             on_article = (lambda item: prefetch.add(item.article.text)) if prefetch else None
             with extraction_pool(extraction_workers(settings.extract_workers)) as extractor:
                 polled = timed("fetch+extract" + ("+embed" if prefetch else ""), lambda: asyncio.run(poll(
@@ -173,18 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 extracted, _ = timed("extract", extract_articles, polled.pages)
             ingested_at = datetime.now(UTC)
-            prepared, _ = timed("prepare", pipeline.prepare_articles, [a.article for a in extracted], db, ingested_at)
-            known, missing = pipeline.texts_to_embed(prepared, db, settings)
-            vectors, counts = timed(
-                "embed, rest", pipeline.vectors_with_prefetched, missing, prefetched,
-                lambda texts: pipeline.embed_texts(texts, settings),
-            )
-            embeddings = pipeline.attach_vectors(prepared, known, missing, vectors, counts, settings)
-            verdicts = timed("dedupe+cluster", pipeline.decide, prepared, db, settings)
+            prepared, _ = timed("prepare", pipeline.prepare_articles, [a.article for a in extracted], db, ingested_at, settings)
+            embeddings = timed("embed, rest", pipeline.embed_articles, prepared, db, settings, prefetched=prefetched)
+            verdicts = timed("dedupe+cluster", pipeline.dedupe_and_cluster, prepared, db, settings)
             fetched = {item.article.url: item for item in extracted}
             batch = pipeline.build_load_batch(prepared, verdicts, embeddings, "feeds", ingested_at, fetched)
             batch.feed_outcomes, batch.fetch_failures = polled.outcomes, polled.failures
-            result = timed("load", pipeline.load, batch, db)
+            result = timed("load", pipeline.load, batch, db, settings)
             return polled, prepared, result
 
         started = time.perf_counter()

@@ -1,9 +1,15 @@
-"""Shared fixtures: the seed articles and an environment that never reaches the network."""
+"""Shared fixtures: the seed articles and their local site, a Prefect test server, read-only
+queries of a warehouse, and an environment that never reaches the network.
+
+Tests that start servers, browsers or the service are marked `slow`; `pytest -m "not slow"` is
+the quick loop (README, "Tests").
+"""
 
 import os
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 # Before Prefect or transformers are imported by any test module.
@@ -13,8 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
-ORIGINAL, REWRITE, OTHER = sorted(path.name for path in SEEDS.glob("*.txt"))
+from tests.http_server import serve
+from tests.seed_site import SEEDS, serve_seed_site
 
 
 @pytest.fixture
@@ -57,3 +63,41 @@ def no_network():
     socket.getaddrinfo = loopback_only
     yield
     socket.getaddrinfo = real
+
+
+def pytest_collection_modifyitems(items):
+    """A test on a Prefect server is slow (the server takes seconds to start, the flows more)."""
+    for item in items:
+        if "prefect_server" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    """A temporary Prefect server for the flows of one test module (`usefixtures` or autouse there)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _query(db, sql: str, parameters=None) -> list[tuple]:
+    connection = duckdb.connect(str(db), read_only=True)
+    try:
+        return connection.execute(sql, parameters or []).fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def query():
+    """`query(db, sql, parameters=None)`: the rows of one read-only query of the warehouse file db."""
+    return _query
+
+
+@pytest.fixture
+def seed_site():
+    """A started local site with the seed feed and pages (`tests/seed_site.py`)."""
+    with serve() as server:
+        serve_seed_site(server)
+        yield server

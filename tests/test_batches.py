@@ -5,9 +5,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import duckdb
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from extract.fetch import FetchPolicy
 from flows import pipeline, polling
@@ -17,31 +15,13 @@ from flows.polling import FetchedArticle, newest, poll
 from flows.settings import Settings
 from extract.content import Article
 from extract.feeds import FeedEntry
-from tests.conftest import ORIGINAL, OTHER, REWRITE
+from tests.seed_site import ORIGINAL, OTHER, REWRITE, serve_seed_site
 from tests.http_server import make_server_fixture, respond, static
-from tests.test_feed_ingest import page, rss
 from warehouse.connection import open_warehouse
 from warehouse.feeds import FeedOutcome, FeedRecord, FetchFailure, add_feed
 
 http_server = make_server_fixture()
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-def query(db, sql, parameters=None):
-    connection = duckdb.connect(str(db), read_only=True)
-    try:
-        return connection.execute(sql, parameters or []).fetchall()
-    finally:
-        connection.close()
-
-
-# --- the stream: when a feed's health may be saved ---
 
 
 def outcome(feed_id: str) -> FeedOutcome:
@@ -130,28 +110,14 @@ def test_a_page_whose_extraction_raises_keeps_the_entry_and_leaves_a_failure_row
 # --- through the flow ---
 
 
-def serve_seeds(http_server):
-    feed = rss(http_server.base_url)
-
-    def feed_handler(request):
-        if request.headers.get("If-None-Match") == '"v1"':
-            respond(request, 304, b"", None, {"ETag": '"v1"'})
-        else:
-            respond(request, 200, feed, "application/rss+xml", {"ETag": '"v1"'})
-
-    http_server.route("/feed.xml", feed_handler)
-    for name in (ORIGINAL, REWRITE, OTHER):
-        http_server.route(f"/a/{name}", static(page(name)))
-
-
 def settings_for(db, **overrides) -> Settings:
     return Settings(
         db=db, allow_private_networks=True, fetch_host_delay=0.0, respect_robots=False, extract_workers=1, **overrides
     )
 
 
-def test_batches_of_one_decide_against_what_earlier_batches_stored(tmp_path, http_server, prefect_server):
-    serve_seeds(http_server)
+def test_batches_of_one_decide_against_what_earlier_batches_stored(tmp_path, http_server, prefect_server, query):
+    serve_seed_site(http_server)
     db = tmp_path / "one.duckdb"
     with open_warehouse(db) as connection:
         add_feed(connection, http_server.url("/feed.xml"), "Local", NOW)
@@ -187,7 +153,7 @@ def serve_big_feed(http_server, count: int) -> None:
     http_server.route("/big.xml", handler)
 
 
-def test_a_huge_feed_gives_its_newest_entries_first_and_the_rest_in_the_next_runs(tmp_path, http_server, prefect_server):
+def test_a_huge_feed_gives_its_newest_entries_first_and_the_rest_in_the_next_runs(tmp_path, http_server, prefect_server, query):
     serve_big_feed(http_server, 25)
     db = tmp_path / "cap.duckdb"
     with open_warehouse(db) as connection:
@@ -210,7 +176,7 @@ def test_a_huge_feed_gives_its_newest_entries_first_and_the_rest_in_the_next_run
 
 
 def test_a_run_that_fails_midway_keeps_its_batches_and_the_next_run_completes_it(
-    tmp_path, http_server, prefect_server, monkeypatch
+    tmp_path, http_server, prefect_server, monkeypatch, query
 ):
     serve_big_feed(http_server, 12)
     db = tmp_path / "resume.duckdb"
@@ -219,11 +185,11 @@ def test_a_run_that_fails_midway_keeps_its_batches_and_the_next_run_completes_it
     settings = settings_for(db, fetch_pages=False, batch_size=5)
     real_load, loads = pipeline.load, []
 
-    def load_then_die(batch, target):
+    def load_then_die(batch, target, settings):
         if len(loads) == 2:
             raise RuntimeError("killed during the third batch")
         loads.append(batch)
-        return real_load(batch, target)
+        return real_load(batch, target, settings)
 
     monkeypatch.setattr(pipeline, "load", load_then_die)
     with pytest.raises(RuntimeError):
@@ -239,7 +205,7 @@ def test_a_run_that_fails_midway_keeps_its_batches_and_the_next_run_completes_it
     assert [s for (s,) in query(db, "SELECT status FROM runs ORDER BY started_at")] == ["failed", "completed"]
 
 
-def test_pages_extracted_in_workers_are_stored_batch_by_batch_while_others_are_fetched(tmp_path, http_server, prefect_server):
+def test_pages_extracted_in_workers_are_stored_batch_by_batch_while_others_are_fetched(tmp_path, http_server, prefect_server, query):
     count = 20
     items = "".join(
         f"<item><title>Bridge {i}</title><link>{http_server.base_url}/p/{i}</link><description>Summary {i}.</description></item>"
@@ -261,7 +227,7 @@ def test_pages_extracted_in_workers_are_stored_batch_by_batch_while_others_are_f
     assert query(db, "SELECT last_status, last_error FROM feeds") == [(200, None)]
 
 
-def test_fixture_files_are_read_and_stored_a_batch_at_a_time(tmp_path, seeds_copy, prefect_server, monkeypatch):
+def test_fixture_files_are_read_and_stored_a_batch_at_a_time(tmp_path, seeds_copy, prefect_server, monkeypatch, query):
     from flows import ingest
 
     folder = seeds_copy(ORIGINAL, REWRITE, OTHER)

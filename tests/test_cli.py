@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ORIGINAL, OTHER, REWRITE
+from tests.seed_site import ORIGINAL, OTHER, REWRITE
 
 
 def newswatch(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -65,6 +65,7 @@ def test_invalid_setting_from_environment(tmp_path):
     assert_one_line_error(result, "NEWSWATCH_STORY_THRESHOLD")
 
 
+@pytest.mark.slow  # runs a flow on Prefect's temporary server
 def test_run_skips_bad_files_and_prints_the_story(tmp_path, seeds_copy):
     folder = seeds_copy(ORIGINAL, REWRITE, OTHER)
     (folder / "empty.txt").write_text("")
@@ -143,7 +144,6 @@ def test_reextract_without_a_database_and_on_one_without_pages(tmp_path):
 
 def test_service_commands_reject_bad_input(tmp_path):
     db = str(tmp_path / "nw.duckdb")
-    no_api = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     assert_one_line_error(newswatch("serve", "--db", db, "--interval", "5", "--cron", "* * * * *"), "not both")
     assert_one_line_error(newswatch("serve", "--db", db, "--cron", "every now and then"), "invalid cron")
     assert_one_line_error(newswatch("serve", "--db", str(tmp_path / "missing" / "nw.duckdb")), "does not exist")
@@ -187,6 +187,7 @@ def test_a_missing_gpu_is_one_line(tmp_path):
 SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 
 
+@pytest.mark.slow  # runs a flow on Prefect's temporary server
 def test_a_truncated_database_is_one_line_and_left_as_it_is(tmp_path):
     db = tmp_path / "nw.duckdb"
     made = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db))
@@ -213,6 +214,7 @@ def test_a_model_that_is_not_a_model_is_one_line(tmp_path):
     assert_one_line_error(result, "neither a local folder nor in the Hugging Face cache")
 
 
+@pytest.mark.slow  # runs a flow on Prefect's temporary server
 def test_a_model_that_fails_to_load_in_the_flow_gives_no_traceback(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
@@ -272,6 +274,7 @@ def _listening_addresses(pid: int, port: int) -> set[str]:
     }
 
 
+@pytest.mark.slow  # starts the dashboard's server
 @pytest.mark.parametrize(("args", "env", "address"), [
     ((), {}, "127.0.0.1"),  # this machine only, unless asked
     (("--host", "0.0.0.0"), {}, "0.0.0.0"),

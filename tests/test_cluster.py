@@ -1,12 +1,16 @@
 """Story assignment rules on hand-made articles."""
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from extract.cluster import ClusterItem, ClusterRules, Story, assign_stories
+from extract.cluster import ClusterItem, Story, assign_stories
 from extract.terms import TermWeights
+from flows.settings import Settings
+
+RULES = Settings().cluster_rules()
 
 DAY = datetime(2024, 5, 1, tzinfo=UTC)
 QUAKE = {"aceh": 2, "sumatra": 1, "6.1": 1}
@@ -32,7 +36,7 @@ def test_same_names_share_a_story_and_the_earliest_names_it():
         ClusterItem("b1", vector(1, 0.12), OTHER_QUAKE, DAY + timedelta(hours=1)),
         ClusterItem("a2", vector(1, 0.11), QUAKE, DAY + timedelta(hours=2)),
     ]
-    result = assign_stories(items, [], weights(QUAKE, OTHER_QUAKE, QUAKE))
+    result = assign_stories(items, [], weights(QUAKE, OTHER_QUAKE, QUAKE), RULES)
     assert result["a1"].story_id == result["a2"].story_id == "a1"
     assert result["b1"].story_id == "b1"
     assert result["a1"].opened and result["b1"].opened
@@ -40,7 +44,7 @@ def test_same_names_share_a_story_and_the_earliest_names_it():
 
 def test_stored_story_keeps_its_id_and_members():
     stored = Story("s-old", vector(1, 0.1) * 3, Counter({t: 3 * c for t, c in QUAKE.items()}), DAY, DAY, {"x", "y", "z"})
-    result = assign_stories([ClusterItem("n", vector(1, 0.1), QUAKE, DAY + timedelta(days=1))], [stored], weights(QUAKE, QUAKE))
+    result = assign_stories([ClusterItem("n", vector(1, 0.1), QUAKE, DAY + timedelta(days=1))], [stored], weights(QUAKE, QUAKE), RULES)
     assert result["n"].story_id == "s-old" and not result["n"].opened
     assert stored.members == {"x", "y", "z", "n"}
 
@@ -48,7 +52,7 @@ def test_stored_story_keeps_its_id_and_members():
 def test_time_window_separates_events_far_apart():
     stored = Story("s-old", vector(1, 0.1), Counter(QUAKE), DAY, DAY, {"x"})
     late = ClusterItem("n", vector(1, 0.1), QUAKE, DAY + timedelta(days=30))
-    result = assign_stories([late], [stored], weights(QUAKE, QUAKE), ClusterRules(window=timedelta(days=7)))
+    result = assign_stories([late], [stored], weights(QUAKE, QUAKE), replace(RULES, window=timedelta(days=7)))
     assert result["n"].story_id == "n" and result["n"].opened
 
 
@@ -63,7 +67,7 @@ def test_an_article_joins_only_stories_among_its_candidates():
     elsewhere = Story("s-other", vector(0, 1), Counter(OTHER_QUAKE), DAY, DAY, {"y"})
     when = DAY + timedelta(hours=3)
     allowed = assign_stories(
-        [ClusterItem("n", vector(1, 0.1), QUAKE, when, frozenset({"s-old"}))], [stored, elsewhere], weights(QUAKE, OTHER_QUAKE)
+        [ClusterItem("n", vector(1, 0.1), QUAKE, when, frozenset({"s-old"}))], [stored, elsewhere], weights(QUAKE, OTHER_QUAKE), RULES
     )
     assert allowed["n"].story_id == "s-old"
     stored.members.discard("n")
@@ -71,6 +75,7 @@ def test_an_article_joins_only_stories_among_its_candidates():
         [ClusterItem("m", vector(1, 0.1), QUAKE, when, frozenset({"s-other"}))],
         [Story("s-old", vector(1, 0.1), Counter(QUAKE), DAY, DAY, {"x"}), elsewhere],
         weights(QUAKE, OTHER_QUAKE),
+        RULES,
     )
     assert refused["m"].story_id == "m" and refused["m"].opened
 
@@ -80,7 +85,7 @@ def test_a_story_of_the_batch_is_always_a_candidate():
         ClusterItem("a1", vector(1, 0.1), QUAKE, DAY, frozenset()),
         ClusterItem("a2", vector(1, 0.11), QUAKE, DAY + timedelta(hours=2), frozenset()),
     ]
-    result = assign_stories(items, [], weights(QUAKE, QUAKE))
+    result = assign_stories(items, [], weights(QUAKE, QUAKE), RULES)
     assert result["a1"].story_id == result["a2"].story_id == "a1"
 
 
@@ -94,12 +99,12 @@ def test_incremental_story_weights_match_a_fresh_computation():
         for i in range(40)
     ]
     w = weights(*(item.terms for item in items))
-    result = assign_stories(items, [], w, ClusterRules(threshold=0.2, refine_passes=3))
-    again = assign_stories(items, [], w, ClusterRules(threshold=0.2, refine_passes=3))
+    result = assign_stories(items, [], w, replace(RULES, threshold=0.2, refine_passes=3))
+    again = assign_stories(items, [], w, replace(RULES, threshold=0.2, refine_passes=3))
     assert result == again
     from extract.cluster import _Clustering
 
-    state = _Clustering([], w, ClusterRules())
+    state = _Clustering([], w, RULES)
     for item in items:
         state.place(item)
     state.refine(items)

@@ -17,22 +17,21 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from streamlit.testing.v1 import AppTest
 
 from dashboards import snapshot
 from dashboards.difference import word_difference
 from dashboards.plain_text import WORD_JOINER, http_link, plain
 from flows.ingest import ingest_fixtures
-from flows.pipeline import embedding_model_key, get_embedder
+from flows.embedding import embedding_model_key, get_embedder
 from flows.settings import Settings
-from tests.conftest import ORIGINAL, OTHER, REWRITE, SEEDS
+from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
 from warehouse.connection import open_warehouse
 from warehouse.feeds import FeedOutcome, FetchFailure, add_feed, feed_id_for, record_fetch_failures, record_feed_outcomes
 from warehouse.migrations import MIGRATIONS
 from warehouse.queries import list_stories, story_articles
 from warehouse.runs import RunRecord, record_run
-from warehouse.sql import run
+from warehouse.sql import execute
 
 ROOT = Path(__file__).parent.parent
 APP = str(ROOT / "dashboards" / "app.py")
@@ -46,12 +45,13 @@ PAGES = {
 START = datetime(2024, 2, 10, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    # The model loads while Prefect's temporary server starts: both take seconds.
+@pytest.fixture(scope="module")
+def model_loading():
+    """The model loads while Prefect's temporary server starts: both take seconds."""
     threading.Thread(target=get_embedder(Settings()).load, daemon=True).start()
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+
+
+pytestmark = pytest.mark.usefixtures("model_loading", "prefect_server")
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def filter_database(path: Path) -> Path:
         feeds = {"city": feed_id_for("https://city.example.org/rss"), "rathaus": feed_id_for("https://rathaus.example.de/feed")}
         for article_id, story_id, title, minutes, duplicate_of, language, feed in rows:
             published_at = START + timedelta(minutes=minutes)
-            run(
+            execute(
                 connection,
                 """
                 INSERT INTO articles (article_id, url, canonical_url, title, published_at, ingested_at, text, text_hash,
@@ -283,7 +283,7 @@ def test_keyword_search_binds_the_query_and_says_when_nothing_matches(seeded, mo
     terms = ["\"';\"", "'drop'", "'table'", "'articles;'", "'--'"]
     assert texts(app.info) == [f"No article contains {' and '.join(plain(term) for term in terms)}."]
     with open_warehouse(seeded["db"], read_only=True) as connection:
-        assert run(connection, "SELECT count(*) FROM articles") == [(3,)]
+        assert execute(connection, "SELECT count(*) FROM articles") == [(3,)]
     app.text_input[0].set_value("100%_match").run()
     assert texts(app.info) == [f"No article contains {plain(repr('100%_match'))}."]
 
@@ -326,7 +326,7 @@ def feed_database(path: Path) -> Path:
         broken = "https://broken.example.com/feed.xml"
         record_fetch_failures(connection, [FetchFailure(broken, feed_id_for(broken), 500, feeds[broken][2], now)])
         for index in range(2):
-            run(
+            execute(
                 connection,
                 "INSERT INTO articles (article_id, url, canonical_url, title, ingested_at, text, text_hash, source,"
                 " story_id, feed_id) VALUES (?, ?, ?, 'News', ?, 'text', ?, 'feed', ?, ?)",
@@ -492,7 +492,7 @@ def hostile_database(path: Path) -> Path:
             ("h1", JAVASCRIPT_URL, 0, None, '<img src="http://127.0.0.1:9/original.png">'),
             ("h2", "https://hostile.example.org/2", 30, "h1", '<img src="http://127.0.0.1:9/duplicate.png">'),
         ):
-            run(
+            execute(
                 connection,
                 """
                 INSERT INTO articles (article_id, url, canonical_url, title, published_at, ingested_at, text, text_hash,
@@ -665,16 +665,16 @@ def test_a_missing_database(page, tmp_path, monkeypatch):
 
 
 def older_database(path: Path) -> Path:
-    """A database that stopped at migration 2 (before run history)."""
+    """A database that stopped at migration 2 (before the runs table)."""
     connection = duckdb.connect(str(path))
-    run(
+    execute(
         connection,
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
         " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
     )
     for migration in MIGRATIONS[:2]:
-        run(connection, migration.sql)
-        run(connection, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name])
+        execute(connection, migration.sql)
+        execute(connection, "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name])
     connection.close()
     return path
 

@@ -30,15 +30,17 @@ import websockets
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.ingest import ingest_fixtures
-from flows.pipeline import get_embedder
+from flows.embedding import get_embedder
 from flows.settings import Settings
-from tests.conftest import SEEDS
+from tests.seed_site import SEEDS
 from tests.http_server import LocalServer, make_server_fixture, static
 from warehouse.connection import open_warehouse
 from warehouse.feeds import FeedOutcome, FetchFailure, add_feed, feed_id_for, record_fetch_failures, record_feed_outcomes
 from warehouse.queries import list_stories
 from warehouse.runs import RunRecord, record_run
-from warehouse.sql import run
+from warehouse.sql import execute
+
+pytestmark = pytest.mark.slow  # drives the dashboard in a browser
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -217,7 +219,7 @@ def chromium(executable: str, profile: Path, log: Path):
         stop_group(process)
 
 
-def add_feed_history(db: Path) -> None:
+def add_feed_health_and_runs(db: Path) -> None:
     """Three feeds (healthy, silent, failing), a fetch failure and two runs, through the warehouse's writers."""
     now = datetime.now(UTC)
     feeds = {
@@ -263,7 +265,7 @@ def hostile_text(server: str, name: str) -> str:
     )
 
 
-def add_hostile_history(db: Path, server: str) -> None:
+def add_hostile_rows(db: Path, server: str) -> None:
     """A story of an article and its duplicate, a failing feed and a run, every string hostile."""
     now = datetime.now(UTC)
     feed_url = "https://hostile.invalid/feed.xml"
@@ -280,7 +282,7 @@ def add_hostile_history(db: Path, server: str) -> None:
             ("hostile-2", "https://hostile.invalid/2", 7, "hostile-1"),
         ):
             text = f"{hostile_text(server, 'text')} <img src=\"{server}/{article_id}.png\"> {article_id}"
-            run(
+            execute(
                 connection,
                 "INSERT INTO articles (article_id, url, canonical_url, title, published_at, ingested_at, text,"
                 " text_hash, language, site_name, source, duplicate_of, duplicate_kind, duplicate_similarity,"
@@ -300,9 +302,9 @@ def add_hostile_history(db: Path, server: str) -> None:
 
 @pytest.fixture(scope="module")
 def served(chromium_executable, http_server, tmp_path_factory) -> tuple[Path, str]:
-    """The dashboard serving the seeds (ingested by the real flow) plus feed health and run history.
+    """The dashboard serving the seeds (ingested by the real flow) plus feed health and runs.
 
-    It also serves a hostile story, feed and run (`add_hostile_history`) pointing at `http_server`.
+    It also serves a hostile story, feed and run (`add_hostile_rows`) pointing at `http_server`.
 
     The server starts first and the database is built while it starts: both take seconds.
     """
@@ -314,8 +316,8 @@ def served(chromium_executable, http_server, tmp_path_factory) -> tuple[Path, st
         threading.Thread(target=get_embedder(Settings()).load, daemon=True).start()
         with prefect_test_harness(server_startup_timeout=120):
             ingest_fixtures(SEEDS, db, Settings())
-        add_feed_history(db)
-        add_hostile_history(db, http_server.base_url)
+        add_feed_health_and_runs(db)
+        add_hostile_rows(db, http_server.base_url)
 
     with dashboard(db, folder / "dashboard.log", while_starting=build) as base_url:
         yield db, base_url

@@ -2,7 +2,10 @@
 
 import numpy as np
 
-from extract.dedupe import DedupeItem, DedupeRules, find_duplicates, jaccard, shingles
+from extract.dedupe import DedupeItem, find_duplicates, jaccard, shingles
+from flows.settings import Settings
+
+RULES = Settings().dedupe_rules()
 
 TEXT = (
     "The city council of Springfield voted on Monday to close the old power plant by 2030, "
@@ -32,6 +35,7 @@ def test_same_canonical_url_and_same_text():
     matches = find_duplicates(
         [item("b", url="https://example.org/a"), item("c", digest="hash-a", text="other words here")],
         [item("a")],
+        RULES,
     )
     assert (matches["b"].kind, matches["b"].original_id) == ("url", "a")
     assert (matches["c"].kind, matches["c"].original_id) == ("exact", "a")
@@ -39,7 +43,7 @@ def test_same_canonical_url_and_same_text():
 
 def test_light_edit_is_a_copy_and_links_to_the_root():
     edited = TEXT.replace("Monday", "Tuesday")
-    matches = find_duplicates([item("c", text=edited + " Officials agreed.")], [item("a"), item("b", duplicate_of="a")])
+    matches = find_duplicates([item("c", text=edited + " Officials agreed.")], [item("a"), item("b", duplicate_of="a")], RULES)
     assert matches["c"].kind == "copy"
     assert matches["c"].original_id == "a"
 
@@ -49,15 +53,14 @@ def test_rewrite_needs_close_vectors_shared_names_and_a_margin():
     original = item("a", text="Springfield council votes.", vector=unit(1, 0), terms=names)
     rewrite = item("b", text="The vote in Springfield council.", vector=unit(1, 0.2), terms=names)
     far = item("z", text="Unrelated.", vector=unit(0, 1), terms={"paris": 1})
-    assert find_duplicates([rewrite], [original, far])["b"].kind == "rewrite"
+    assert find_duplicates([rewrite], [original, far], RULES)["b"].kind == "rewrite"
     # Other names and numbers: another article about the event, not a rewrite.
     other = item("c", text="Residents react.", vector=unit(1, 0.2), terms={"springfield": 1, "smith": 1, "12": 1})
-    assert find_duplicates([other], [original, far]) == {}
+    assert find_duplicates([other], [original, far], RULES) == {}
     # A third article as close as the pair: nothing stands out, no rewrite.
     rival = item("d", text="Council decision.", vector=unit(1, 0.1, 0.05), terms=names)
-    assert find_duplicates([rewrite], [original, rival]) == {}
+    assert find_duplicates([rewrite], [original, rival], RULES) == {}
 
 
 def test_below_thresholds_is_not_a_duplicate():
-    rules = DedupeRules()
-    assert find_duplicates([item("b", text="A different text about trains.", vector=unit(1, 1))], [item("a")], rules) == {}
+    assert find_duplicates([item("b", text="A different text about trains.", vector=unit(1, 1))], [item("a")], RULES) == {}

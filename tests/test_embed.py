@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract import embed
+from extract import chunks, embed, openvino_backend
 from extract.content import article_from_text
-from extract.embed import Embedder, cached_export, export_roots, split_sentences
-from flows.pipeline import embedding_model_key
+from extract.chunks import split_sentences
+from extract.embed import Embedder
+from extract.openvino_backend import cached_export, export_roots
+from flows.embedding import embedding_model_key
 from flows.settings import Settings
 
 SEEDS = sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.txt"))
@@ -106,7 +108,7 @@ def test_int8_vectors_are_stored_apart_and_fp32_backends_share_a_key():
 
 def test_auto_is_torch_without_a_warning_when_openvino_is_missing(monkeypatch, caplog, tmp_path):
     monkeypatch.setitem(sys.modules, "openvino", None)
-    assert not embed.openvino_installed()
+    assert not openvino_backend.openvino_installed()
     with caplog.at_level(logging.INFO, logger="extract.embed"):
         embedder = Embedder(backend="auto", export_dir=tmp_path).load()
     assert embedder.backend_in_use == "torch"
@@ -193,7 +195,7 @@ def test_a_failed_export_falls_back_to_torch(monkeypatch, caplog, tmp_path):
     def broken(model_path, target):
         raise RuntimeError("conversion failed")
 
-    monkeypatch.setattr(embed, "export_openvino", broken)
+    monkeypatch.setattr(openvino_backend, "export_openvino", broken)
     with caplog.at_level(logging.WARNING, logger="extract.embed"):
         embedder = Embedder(backend="openvino-int8", export_dir=tmp_path).load()
     assert embedder.backend_in_use == "torch"
@@ -213,8 +215,8 @@ def test_the_export_is_made_once_and_reused(monkeypatch, export_dir, seed_texts)
     def export_again(*args):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(embed, "export_openvino", export_again)
-    monkeypatch.setattr(embed, "quantize_openvino", export_again)
+    monkeypatch.setattr(openvino_backend, "export_openvino", export_again)
+    monkeypatch.setattr(openvino_backend, "quantize_openvino", export_again)
     for backend in ("openvino", "openvino-int8"):
         # An export error would show as a fallback to torch.
         assert Embedder(backend=backend, export_dir=export_dir).load().backend_in_use == backend
@@ -329,13 +331,13 @@ def test_gpu_vectors_match_the_cpu(seed_texts):
 
 
 def test_a_text_is_cut_at_a_word_boundary_near_the_limit():
-    assert embed.truncate_text("short text", 100) == "short text"
-    assert embed.truncate_text("short text", None) == "short text"
-    assert embed.truncate_text("one two three", 7) == "one two"  # the limit falls on a space
-    assert embed.truncate_text("a" * 95 + " bcdefghijk", 100) == "a" * 95  # back to the last space (within 10%)
-    assert embed.truncate_text("x" * 50, 10) == "x" * 10  # no boundary: cut at the limit
+    assert chunks.truncate_text("short text", 100) == "short text"
+    assert chunks.truncate_text("short text", None) == "short text"
+    assert chunks.truncate_text("one two three", 7) == "one two"  # the limit falls on a space
+    assert chunks.truncate_text("a" * 95 + " bcdefghijk", 100) == "a" * 95  # back to the last space (within 10%)
+    assert chunks.truncate_text("x" * 50, 10) == "x" * 10  # no boundary: cut at the limit
     long_word_at_end = "word " * 2000 + "y" * 5000
-    assert embed.truncate_text(long_word_at_end, 14_000) == long_word_at_end[:14_000]  # none near the limit
+    assert chunks.truncate_text(long_word_at_end, 14_000) == long_word_at_end[:14_000]  # none near the limit
 
 
 def test_max_characters_bounds_the_work_on_a_huge_text(embedder):
@@ -349,7 +351,7 @@ def test_max_characters_bounds_the_work_on_a_huge_text(embedder):
     vectors, counts = capped.embed([huge])
     elapsed = time.monotonic() - started
     assert elapsed < 60, elapsed  # the whole text would take hours
-    head = embed.truncate_text(huge, 20_000)
+    head = chunks.truncate_text(huge, 20_000)
     assert len(head) <= 20_000 and head == huge[: len(head)] and not head.endswith(" ")
     assert 0 < counts[0] == len(embedder.chunk(head)) <= 20_000 // len(sentence)
     assert np.array_equal(vectors, embedder.embed([head])[0])

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.ingest import ingest_feeds
 from flows.settings import Settings
@@ -20,7 +19,7 @@ CORPORA = ("C1_feedparser_tests", "C2_feedjira_sample_feeds", "C3_node_feedparse
 http_server = make_server_fixture()
 
 
-def test_every_corpus_feed_gives_entries_or_a_recorded_error(tmp_path, http_server):
+def test_every_corpus_feed_gives_entries_or_a_recorded_error(tmp_path, http_server, prefect_server):
     files = sorted(
         path for name in CORPORA if (EVAL / name / "dev").is_dir()
         for path in (EVAL / name / "dev").rglob("*") if path.is_file() and path.name != "index.jsonl"
@@ -40,8 +39,7 @@ def test_every_corpus_feed_gives_entries_or_a_recorded_error(tmp_path, http_serv
         allow_private_networks=True, fetch_pages=False, fetch_host_delay=0, fetch_host_concurrency=8,
     )
 
-    with prefect_test_harness(server_startup_timeout=120):
-        summary = ingest_feeds(db, settings)
+    summary = ingest_feeds(db, settings)
 
     connection = duckdb.connect(str(db), read_only=True)
     try:

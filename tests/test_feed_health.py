@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 import duckdb
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.ingest import ingest_feeds
 from flows.settings import Settings
@@ -23,7 +22,7 @@ RECOVERABLE = (b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><cha
 EMPTY = b'<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title></channel></rss>'
 
 
-def test_malformed_feed_that_yields_nothing_is_a_recorded_failure(tmp_path, http_server, monkeypatch):
+def test_malformed_feed_that_yields_nothing_is_a_recorded_failure(tmp_path, http_server, monkeypatch, prefect_server):
     monkeypatch.setenv("NEWSWATCH_ALLOW_PRIVATE_NETWORKS", "1")
     for path, body in (("/truncated.xml", TRUNCATED), ("/recoverable.xml", RECOVERABLE), ("/empty.xml", EMPTY)):
         http_server.route(path, static(body, "application/rss+xml"))
@@ -35,8 +34,7 @@ def test_malformed_feed_that_yields_nothing_is_a_recorded_failure(tmp_path, http
     settings = Settings(fetch_pages=False, fetch_host_delay=0)
     assert settings.allow_private_networks
 
-    with prefect_test_harness(server_startup_timeout=120):
-        summary = ingest_feeds(db, settings)
+    summary = ingest_feeds(db, settings)
 
     connection = duckdb.connect(str(db), read_only=True)
     try:

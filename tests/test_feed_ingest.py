@@ -4,82 +4,21 @@ import html
 from pathlib import Path
 from datetime import UTC, datetime
 
-import duckdb
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.ingest import ingest_feeds
 from flows.settings import Settings
-from tests.conftest import ORIGINAL, OTHER, REWRITE, SEEDS
-from tests.http_server import make_server_fixture, respond, static
+from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS, page, serve_seed_site
+from tests.http_server import make_server_fixture, static
 from warehouse.connection import open_warehouse
 from warehouse.feeds import add_feed
 
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 http_server = make_server_fixture()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-HEADLINES = {
-    ORIGINAL: "Hamas invites Elon Musk to Gaza to see the destruction",
-    REWRITE: "Hamas extends invitation to Elon Musk to visit Gaza",
-    OTHER: "Musk declines Hamas invitation to visit Gaza",
-}
-
-
-def page(name: str) -> bytes:
-    body = (SEEDS / name).read_text(encoding="utf-8").split(" ", 3)[-1]
-    paragraphs = "".join(f"<p>{html.escape(p.strip())}</p>" for p in body.split("\n") if p.strip())
-    return (
-        f"<!doctype html><html lang='en'><head><title>{HEADLINES[name]}</title></head><body>"
-        f"<nav><a href='/'>Home</a></nav><article>{paragraphs}</article>"
-        "<footer>Copyright 2023 Example</footer></body></html>"
-    ).encode()
-
-
-def rss(base: str) -> bytes:
-    items = "".join(
-        f"<item><title>Seed {i}</title><link>{base}/a/{name}?utm_source=rss&amp;id={i}</link>"
-        f"<pubDate>Wed, 29 Nov 2023 1{i}:00:00 GMT</pubDate><description>Summary of seed {i}</description></item>"
-        for i, name in enumerate((ORIGINAL, REWRITE, OTHER))
-    )
-    missing = (
-        f"<item><title>Gone page</title><link>{base}/a/gone</link>"
-        "<pubDate>Wed, 29 Nov 2023 15:00:00 GMT</pubDate>"
-        "<description>Hamas invited Elon Musk to Gaza; the page has since been removed.</description></item>"
-    )
-    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>Local</title>{items}{missing}</channel></rss>".encode()
-
-
-def serve(http_server):
-    feed = rss(http_server.base_url)
-
-    def feed_handler(request):
-        if request.headers.get("If-None-Match") == '"v1"':
-            respond(request, 304, b"", None, {"ETag": '"v1"'})
-        else:
-            respond(request, 200, feed, "application/rss+xml", {"ETag": '"v1"'})
-
-    http_server.route("/feed.xml", feed_handler)
-    http_server.route("/broken.xml", static(b"oops", "text/plain", status=500))
-    for name in (ORIGINAL, REWRITE, OTHER):
-        http_server.route(f"/a/{name}", static(page(name)))
-
-
-def query(db, sql):
-    connection = duckdb.connect(str(db), read_only=True)
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
-
-
-def test_feed_run_then_unchanged_run(tmp_path, http_server):
-    serve(http_server)
+def test_feed_run_then_unchanged_run(tmp_path, http_server, query):
+    serve_seed_site(http_server)
     db = tmp_path / "nw.duckdb"
     settings = Settings(allow_private_networks=True, fetch_host_delay=0, poll_interval_minutes=0.0001)
     with open_warehouse(db) as connection:
@@ -111,8 +50,8 @@ def test_feed_run_then_unchanged_run(tmp_path, http_server):
     assert query(db, "SELECT count(*) FROM articles")[0][0] == 4
 
 
-def test_run_killed_before_loading_loses_nothing(tmp_path, http_server, monkeypatch):
-    serve(http_server)
+def test_run_killed_before_loading_loses_nothing(tmp_path, http_server, monkeypatch, query):
+    serve_seed_site(http_server)
     db = tmp_path / "nw.duckdb"
     settings = Settings(allow_private_networks=True, fetch_host_delay=0, poll_interval_minutes=0.0001)
     with open_warehouse(db) as connection:
@@ -122,7 +61,7 @@ def test_run_killed_before_loading_loses_nothing(tmp_path, http_server, monkeypa
 
     real_load = pipeline.load
 
-    def killed(batch, db):
+    def killed(batch, db, settings):
         raise KeyboardInterrupt  # the process dies between fetching and loading
 
     monkeypatch.setattr(pipeline, "load", killed)
@@ -140,8 +79,8 @@ def test_run_killed_before_loading_loses_nothing(tmp_path, http_server, monkeypa
     assert query(db, "SELECT count(*), count(DISTINCT url) FROM articles")[0] == (4, 4)
 
 
-def test_feed_faults_are_rows_and_the_run_goes_on(tmp_path, http_server):
-    serve(http_server)
+def test_feed_faults_are_rows_and_the_run_goes_on(tmp_path, http_server, query):
+    serve_seed_site(http_server)
     laughs = (Path(__file__).parent / "fixtures" / "feeds" / "billion_laughs.xml").read_bytes()
     http_server.route("/limited.xml", static(b"slow down", "text/plain", status=429, headers={"Retry-After": "600"}))
     http_server.route("/laughs.xml", static(laughs, "application/rss+xml"))
@@ -166,7 +105,7 @@ def test_feed_faults_are_rows_and_the_run_goes_on(tmp_path, http_server):
     assert rows["limited.xml"][0] == 429 and "entit" in rows["laughs.xml"][1].lower()
 
 
-def test_rel_canonical_makes_a_second_url_the_same_article(tmp_path, http_server):
+def test_rel_canonical_makes_a_second_url_the_same_article(tmp_path, http_server, query):
     original = page(ORIGINAL).replace(
         b"<head>", f"<head><link rel='canonical' href='{http_server.url('/story/musk-gaza')}'>".encode())
     http_server.route("/a/1", static(original))
@@ -197,7 +136,7 @@ def test_rel_canonical_makes_a_second_url_the_same_article(tmp_path, http_server
     assert query(db, "SELECT count(*) FROM articles")[0][0] == 2
 
 
-def test_feed_text_only_and_a_feed_list_file(tmp_path, http_server):
+def test_feed_text_only_and_a_feed_list_file(tmp_path, http_server, query):
     body = " ".join((SEEDS / OTHER).read_text(encoding="utf-8").split()[3:])
     full = (
         "<rss version='2.0' xmlns:content='http://purl.org/rss/1.0/modules/content/'><channel><title>Full</title>"
@@ -223,11 +162,11 @@ def test_feed_text_only_and_a_feed_list_file(tmp_path, http_server):
     assert query(db, "SELECT name FROM feeds") == [("Full",)]
 
 
-def test_reextract_rebuilds_texts_from_stored_pages(tmp_path, http_server):
+def test_reextract_rebuilds_texts_from_stored_pages(tmp_path, http_server, query):
     from flows.maintenance import reextract_pages
     from warehouse.vector_index import index_folder
 
-    serve(http_server)
+    serve_seed_site(http_server)
     db = tmp_path / "nw.duckdb"
     settings = Settings(allow_private_networks=True, fetch_host_delay=0)
     with open_warehouse(db) as connection:
@@ -256,12 +195,12 @@ def test_reextract_rebuilds_texts_from_stored_pages(tmp_path, http_server):
     assert query(db, "SELECT term, document_count FROM terms ORDER BY term") == terms_before
 
 
-def test_runs_are_recorded_and_maintenance_exports_each_article_once(tmp_path, http_server):
+def test_runs_are_recorded_and_maintenance_exports_each_article_once(tmp_path, http_server, query):
     import pyarrow.parquet as pq
 
     from flows.maintenance import maintenance
 
-    serve(http_server)
+    serve_seed_site(http_server)
     db = tmp_path / "nw.duckdb"
     exports = tmp_path / "exports"
     settings = Settings(allow_private_networks=True, fetch_host_delay=0, export_dir=exports)
@@ -284,7 +223,7 @@ def test_runs_are_recorded_and_maintenance_exports_each_article_once(tmp_path, h
     assert [row[0] for row in query(db, "SELECT status FROM runs WHERE flow = 'maintenance'")] == ["completed"] * 2
 
 
-def test_extraction_workers_and_embedding_ahead_store_what_a_plain_run_stores(tmp_path, http_server):
+def test_extraction_workers_and_embedding_ahead_store_what_a_plain_run_stores(tmp_path, http_server, query):
     """A run big enough for worker processes (and embedding while fetching) equals an in-process one."""
     texts = [(SEEDS / name).read_text(encoding="utf-8").split(" ", 3)[-1] for name in (ORIGINAL, REWRITE, OTHER)]
     items = []

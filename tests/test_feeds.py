@@ -231,7 +231,7 @@ def test_billion_laughs_is_refused_at_once(body):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    assert elapsed < 0.1
+    assert elapsed < 2  # refused before parsing: expanding the entities would take minutes
     assert peak < 2_000_000
 
 

@@ -2,17 +2,13 @@
 
 import duckdb
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.ingest import ingest_fixtures
 from flows.settings import Settings
-from tests.conftest import ORIGINAL, OTHER, REWRITE, SEEDS
+from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def articles(db):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from extract.content import article_from_text, text_hash
-from extract.embed import openvino_installed
-from flows import pipeline
+from extract.openvino_backend import openvino_installed
+from flows import embedding
 from flows.settings import Settings
-from tests.conftest import SEEDS
+from tests.seed_site import SEEDS
 from warehouse.connection import open_warehouse
 
 
@@ -25,12 +25,12 @@ def seed_texts():
 @needs_openvino
 def test_prefetched_vectors_equal_the_run_s_own(tmp_path, seed_texts):
     settings = Settings()
-    prefetch = pipeline.EmbeddingPrefetch(tmp_path / "p.duckdb", settings, batch_articles=2)
+    prefetch = embedding.EmbeddingPrefetch(tmp_path / "p.duckdb", settings, batch_articles=2)
     for text in seed_texts + seed_texts[:1]:  # a repeated text is embedded once
         prefetch.add(text)
     got = prefetch.finish()
     assert set(got) == {text_hash(text) for text in seed_texts}
-    vectors, counts = pipeline.embed_texts(seed_texts, settings)
+    vectors, counts = embedding.embed_texts(seed_texts, settings)
     for text, vector, count in zip(seed_texts, vectors, counts):
         np.testing.assert_allclose(got[text_hash(text)][0], vector, atol=1e-5)
         assert got[text_hash(text)][1] == count
@@ -43,12 +43,12 @@ def test_texts_with_stored_vectors_are_not_embedded_again(tmp_path, seed_texts, 
     with open_warehouse(db) as connection:
         connection.execute(
             "INSERT INTO embeddings VALUES (?, ?, ?, 1, ?)",
-            [text_hash(seed_texts[0]), pipeline.embedding_model_key(settings), [0.0] * 384, datetime.now(UTC)],
+            [text_hash(seed_texts[0]), embedding.embedding_model_key(settings), [0.0] * 384, datetime.now(UTC)],
         ).fetchall()
     asked = []
-    real = pipeline.embed_texts
-    monkeypatch.setattr(pipeline, "embed_texts", lambda texts, s: asked.extend(texts) or real(texts, s))
-    prefetch = pipeline.EmbeddingPrefetch(db, settings)
+    real = embedding.embed_texts
+    monkeypatch.setattr(embedding, "embed_texts", lambda texts, s: asked.extend(texts) or real(texts, s))
+    prefetch = embedding.EmbeddingPrefetch(db, settings)
     for text in seed_texts:
         prefetch.add(text)
     assert set(prefetch.finish()) == {text_hash(text) for text in seed_texts[1:]}
@@ -60,9 +60,9 @@ def test_a_failure_leaves_the_texts_to_the_run(tmp_path, seed_texts, monkeypatch
     def broken(texts, settings):
         raise RuntimeError("model gone")
 
-    monkeypatch.setattr(pipeline, "embed_texts", broken)
-    prefetch = pipeline.EmbeddingPrefetch(tmp_path / "f.duckdb", Settings())
-    with caplog.at_level(logging.WARNING, logger="flows.pipeline"):
+    monkeypatch.setattr(embedding, "embed_texts", broken)
+    prefetch = embedding.EmbeddingPrefetch(tmp_path / "f.duckdb", Settings())
+    with caplog.at_level(logging.WARNING, logger="flows.embedding"):
         for text in seed_texts:
             prefetch.add(text)
         assert prefetch.finish() == {}
@@ -71,28 +71,38 @@ def test_a_failure_leaves_the_texts_to_the_run(tmp_path, seed_texts, monkeypatch
 
 def test_on_torch_the_texts_are_left_to_the_run(tmp_path, seed_texts, monkeypatch):
     asked = []
-    monkeypatch.setattr(pipeline, "embed_texts", lambda texts, settings: asked.append(texts))
-    prefetch = pipeline.EmbeddingPrefetch(tmp_path / "t.duckdb", Settings(embed_backend="torch"))
+    monkeypatch.setattr(embedding, "embed_texts", lambda texts, settings: asked.append(texts))
+    prefetch = embedding.EmbeddingPrefetch(tmp_path / "t.duckdb", Settings(embed_backend="torch"))
     for text in seed_texts:
         prefetch.add(text)
     assert prefetch.finish() == {} and asked == []
 
 
 def test_nothing_added_starts_nothing(tmp_path):
-    assert pipeline.EmbeddingPrefetch(tmp_path / "n.duckdb", Settings()).finish() == {}
+    assert embedding.EmbeddingPrefetch(tmp_path / "n.duckdb", Settings()).finish() == {}
     assert not (tmp_path / "n.duckdb").exists()
 
 
-def test_missing_vectors_keep_their_order_and_only_the_rest_is_embedded():
-    missing = {"a": "text a", "b": "text b", "c": "text c"}
-    prefetched = {"b": (np.array([0.0, 1.0]), 2)}
+def test_stored_or_embed_takes_stored_then_prefetched_vectors_and_embeds_only_the_rest(tmp_path):
+    db = tmp_path / "s.duckdb"
+    settings = Settings()
+    with open_warehouse(db) as connection:
+        connection.execute(
+            "INSERT INTO embeddings VALUES (?, ?, ?, 1, ?)",
+            ["a", embedding.embedding_model_key(settings), [0.5, 0.5], datetime.now(UTC)],
+        ).fetchall()
+    prefetched = {"b": (np.array([0.0, 1.0]), 2), "a": (np.array([9.0, 9.0]), 9)}
     asked = []
 
     def embed_rest(texts):
         asked.append(texts)
         return [np.array([float(len(asked)), 0.0])] * len(texts), [1] * len(texts)
 
-    vectors, counts = pipeline.vectors_with_prefetched(missing, prefetched, embed_rest)
-    assert asked == [["text a", "text c"]]
-    assert [v.tolist() for v in vectors] == [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]] and counts == [1, 2, 1]
-    assert pipeline.vectors_with_prefetched({"b": "text b"}, prefetched, embed_rest)[1] == [2] and len(asked) == 1
+    texts = {"a": "text a", "b": "text b", "c": "text c", "d": "text d"}
+    embedded = embedding.stored_or_embed(texts, db, settings, prefetched=prefetched, embed=embed_rest)
+    assert asked == [["text c", "text d"]]  # once, for what is neither stored nor prefetched
+    assert [embedded.vector(digest).tolist() for digest in texts] == [[0.5, 0.5], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]
+    rows = embedded.rows("key")
+    assert sorted((row.text_hash, row.chunk_count) for row in rows) == [("b", 2), ("c", 1), ("d", 1)]
+    assert {row.model for row in rows} == {"key"}
+    assert embedding.stored_or_embed({"a": "text a"}, db, settings, embed=embed_rest).computed == {} and len(asked) == 1

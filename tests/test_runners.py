@@ -5,18 +5,13 @@ from datetime import UTC, datetime
 import duckdb
 import numpy as np
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.ingest import ingest_feeds
 from flows.settings import Settings
-from tests.http_server import make_server_fixture
-from tests.test_feed_ingest import serve as serve_seed_site
 from warehouse.connection import open_warehouse
 from warehouse.feeds import add_feed
 
 pytest.importorskip("prefect_dask")
-
-http_server = make_server_fixture()
 
 
 def stored(db):
@@ -33,21 +28,19 @@ def stored(db):
     return articles, vectors, pages
 
 
-def test_dask_runner_stores_what_the_default_runner_stores(tmp_path, http_server):
-    serve_seed_site(http_server)
+def test_dask_runner_stores_what_the_default_runner_stores(tmp_path, seed_site, prefect_server):
     results = {}
-    with prefect_test_harness(server_startup_timeout=120):
-        for runner in ("local", "dask"):
-            db = tmp_path / f"{runner}.duckdb"
-            with open_warehouse(db) as connection:
-                add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
-            settings = Settings(
-                allow_private_networks=True, fetch_host_delay=0, task_runner=runner, dask_workers=2, dask_chunk_size=2,
-                embed_threads=1,
-            )
-            summary = ingest_feeds(db, settings)
-            assert (summary.new_articles, summary.duplicates) == (4, 1), runner
-            results[runner] = stored(db)
+    for runner in ("local", "dask"):
+        db = tmp_path / f"{runner}.duckdb"
+        with open_warehouse(db) as connection:
+            add_feed(connection, seed_site.url("/feed.xml"), "Local", datetime.now(UTC))
+        settings = Settings(
+            allow_private_networks=True, fetch_host_delay=0, task_runner=runner, dask_workers=2, dask_chunk_size=2,
+            embed_threads=1,
+        )
+        summary = ingest_feeds(db, settings)
+        assert (summary.new_articles, summary.duplicates) == (4, 1), runner
+        results[runner] = stored(db)
     (local_articles, local_vectors, local_pages), (dask_articles, dask_vectors, dask_pages) = results["local"], results["dask"]
     assert dask_articles == local_articles
     assert dask_pages == local_pages

@@ -14,13 +14,12 @@ import httpx
 import pytest
 
 from flows.service import connect_address, descendants, start_prefect_server
-from tests.test_feed_ingest import serve as serve_seed_site
-from tests.http_server import make_server_fixture
 from warehouse.connection import WarehouseError, open_warehouse
 from warehouse.feeds import add_feed
 from warehouse.runs import recent_runs
 
-http_server = make_server_fixture()
+pytestmark = pytest.mark.slow  # starts the service and Prefect servers
+
 NEWSWATCH = [sys.executable, "-m", "flows.cli"]
 ROOT = Path(__file__).parent.parent
 
@@ -68,11 +67,10 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_serve_runs_on_schedule_and_stops_cleanly(tmp_path, http_server):
-    serve_seed_site(http_server)
+def test_serve_runs_on_schedule_and_stops_cleanly(tmp_path, seed_site):
     db = tmp_path / "nw.duckdb"
     with open_warehouse(db) as connection:
-        add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
+        add_feed(connection, seed_site.url("/feed.xml"), "Local", datetime.now(UTC))
     service = subprocess.Popen(
         [*NEWSWATCH, "serve", "--db", str(db), "--interval", "5"], cwd=ROOT, env=service_environment(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -136,11 +134,10 @@ def test_serve_runs_on_schedule_and_stops_cleanly(tmp_path, http_server):
     assert set(statuses) <= {"completed", "cancelled", "running"} and statuses.count("running") <= 1
 
 
-def test_a_worker_runs_the_deployed_ingest(tmp_path, http_server):
-    serve_seed_site(http_server)
+def test_a_worker_runs_the_deployed_ingest(tmp_path, seed_site):
     db = tmp_path / "nw.duckdb"
     with open_warehouse(db) as connection:
-        add_feed(connection, http_server.url("/feed.xml"), "Local", datetime.now(UTC))
+        add_feed(connection, seed_site.url("/feed.xml"), "Local", datetime.now(UTC))
     server = start_prefect_server(tmp_path / "prefect", free_port())
     environment = {**service_environment(), "PREFECT_API_URL": server.api_url}
     prefect = str(Path(sys.executable).with_name("prefect"))

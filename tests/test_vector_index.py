@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from flows.pipeline import PreparedArticle, article_id_for, decide, nearest_stored
+from flows.pipeline import PreparedArticle, article_id_for, dedupe_and_cluster, nearest_stored
 from flows.settings import Settings
 from extract.content import Article
 from warehouse.connection import open_warehouse
@@ -120,7 +120,7 @@ def test_a_grown_index_moves_to_the_graph_and_still_finds_neighbours(tmp_path):
     assert [next(iter(hits)) for hits in found] == ids[:300:10]
 
 
-def test_decide_compares_with_stored_neighbours_only(tmp_path):
+def test_dedupe_and_cluster_compares_with_stored_neighbours_only(tmp_path):
     """A new near-copy of a stored article is found through the index among many stored articles."""
     db = tmp_path / "nw.duckdb"
     rng = np.random.default_rng(4)
@@ -138,6 +138,6 @@ def test_decide_compares_with_stored_neighbours_only(tmp_path):
     with open_warehouse(db) as connection:
         near = nearest_stored(connection, db, copy[None, :].astype(np.float32), settings)
     assert len(near[0]) >= 5 and ids[17] in near[0]
-    verdicts = decide([item], db, settings)
+    verdicts = dedupe_and_cluster([item], db, settings)
     assert verdicts.duplicates[item.article_id].original_id == ids[17]
     assert verdicts.stories[item.article_id].story_id == ids[17]
