@@ -253,7 +253,7 @@ class Embedder:
     @property
     def dimension(self) -> int:
         """Length of the vectors this model produces."""
-        return int(self._model.get_sentence_embedding_dimension())
+        return int(self._model.get_embedding_dimension())
 
     def chunk(self, text: str) -> list[tuple[str, int]]:
         """Pack whole sentences into chunks of at most `chunk_tokens` word pieces.

@@ -13,12 +13,14 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Interval, Schedule
 
+from flows.digest import daily_digest
 from flows.ingest import ingest_feeds
 from flows.maintenance import maintenance
 from flows.settings import Settings
 
 INGEST_DEPLOYMENT = "scheduled-ingest"
 MAINTENANCE_DEPLOYMENT = "daily-maintenance"
+DIGEST_DEPLOYMENT = "daily-digest"
 
 
 def ingest_schedule(settings: Settings) -> Schedule:
@@ -33,29 +35,35 @@ def maintenance_schedule(settings: Settings) -> Schedule:
     return Cron(settings.maintenance_cron, timezone=settings.serve_timezone)
 
 
-def build_deployments(db: Path, settings: Settings) -> list[RunnerDeployment]:
-    """The ingest and maintenance deployments for this database.
+def digest_schedule(settings: Settings) -> Schedule | None:
+    """When the daily digest is sent: only when it has somewhere to go (NEWSWATCH_DIGEST_NOTIFY or _DIR)."""
+    if not settings.digest_notify and settings.digest_dir is None:
+        return None
+    return Cron(settings.digest_cron, timezone=settings.serve_timezone)
 
-    Runs of one deployment never overlap (a second is cancelled while one is running); both
-    flows also take the database's run lock, so they never interleave with each other either.
+
+def build_deployments(db: Path, settings: Settings) -> list[RunnerDeployment]:
+    """The ingest and maintenance deployments for this database, and the digest's when it has a target.
+
+    Runs of one deployment never overlap (a second is cancelled while one is running); the ingest
+    and maintenance flows also take the database's run lock, so they never interleave with each
+    other either. The digest only reads.
     """
     no_overlap = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
-    parameters = {"db": str(db)}
+    scheduled = [
+        (ingest_feeds, INGEST_DEPLOYMENT, ingest_schedule(settings)),
+        (maintenance, MAINTENANCE_DEPLOYMENT, maintenance_schedule(settings)),
+    ]
+    if (digest := digest_schedule(settings)) is not None:
+        scheduled.append((daily_digest, DIGEST_DEPLOYMENT, digest))
     return [
-        ingest_feeds.to_deployment(
-            name=INGEST_DEPLOYMENT,
-            schedule=ingest_schedule(settings),
-            parameters=parameters,
+        flow.to_deployment(
+            name=name,
+            schedule=schedule,
+            parameters={"db": str(db)},
             concurrency_limit=no_overlap,
             entrypoint_type=EntrypointType.MODULE_PATH,
             tags=["newswatch"],
-        ),
-        maintenance.to_deployment(
-            name=MAINTENANCE_DEPLOYMENT,
-            schedule=maintenance_schedule(settings),
-            parameters=parameters,
-            concurrency_limit=no_overlap,
-            entrypoint_type=EntrypointType.MODULE_PATH,
-            tags=["newswatch"],
-        ),
+        )
+        for flow, name, schedule in scheduled
     ]

@@ -12,7 +12,8 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from extract.content import Article
 from extract.fixtures import SkippedFile, fixture_files, read_fixture_files
-from flows import embedding, pipeline
+from extract.search_index import SearchIndexBusy
+from flows import alerts, embedding, pipeline, search
 from flows.feed_list import FeedFileError, import_feed_file
 from flows.batches import ArticleStream
 from flows.runs import RunSummary, recorded_run
@@ -23,7 +24,7 @@ from flows.runners import chunk_runner, chunked
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.feeds import due_feeds
-from warehouse.load import LoadBatch
+from warehouse.load import LoadBatch, WatchEvaluation
 from warehouse.lookups import stored_urls
 
 
@@ -134,6 +135,44 @@ def dedupe_and_cluster(prepared, db: Path, settings: Settings):
     return pipeline.dedupe_and_cluster(prepared, db, settings)
 
 
+@task(name="match-watches", cache_policy=NO_CACHE)
+def match_watches(prepared, verdicts, db: Path, settings: Settings) -> WatchEvaluation | None:
+    """The batch's articles every watch matches (None when there are no watches)."""
+    rules = alerts.read_watch_rules(db, settings)
+    if not rules:
+        return None
+    story_of = {article_id: assignment.story_id for article_id, assignment in verdicts.stories.items()}
+    return WatchEvaluation(alerts.match_batch(prepared, story_of, rules, settings), settings.alert_developing_factor)
+
+
+@task(name="deliver-alerts", cache_policy=NO_CACHE)
+def deliver_alerts(db: Path, settings: Settings) -> alerts.DeliveryReport:
+    """Attempt every due alert delivery once (failures are retried by later runs)."""
+    return alerts.deliver_due_alerts(db, settings)
+
+
+@task(name="update-search-index", cache_policy=NO_CACHE)
+def update_search_index(db: Path, settings: Settings) -> int:
+    """Add the run's articles to the full-text index beside the warehouse."""
+    return search.sync_search_index(db, settings)
+
+
+def _after_batches(db: Path, settings: Settings, totals: "_Totals") -> None:
+    """Deliver the alerts and bring the search index up to date; neither can fail the run."""
+    run_logger = get_run_logger()
+    try:
+        report = deliver_alerts(db, settings)
+        totals.delivered, totals.delivery_failures = report.delivered, report.failed
+    except Exception as error:  # noqa: BLE001 - the alerts stay pending; the next run delivers them
+        run_logger.warning("alerts not delivered this run (the next run tries again): %s", error)
+    try:
+        update_search_index(db, settings)
+    except SearchIndexBusy:
+        run_logger.info("the search index is being written by another process; the next run updates it")
+    except Exception as error:  # noqa: BLE001 - derived data: rebuilt from DuckDB when next needed
+        run_logger.warning("search index not updated: %s", error)
+
+
 @task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
 def load(batch, db: Path, settings: Settings):
     """Write the batch to DuckDB in one transaction (retried: another process may hold the file)."""
@@ -174,6 +213,7 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
                 if articles:
                     _store_batch(articles, db, settings, "fixtures", run_chunks, totals, progress)
                 progress.advance("files", len(batch))
+        _after_batches(db, settings, totals)
         return totals.summary(skipped=skipped)
 
     return recorded_run("ingest-fixtures", db, work, settings)
@@ -245,6 +285,7 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
             if local:
                 polled = polling.result()
         totals.read = stream.received
+        _after_batches(db, settings, totals)
         return totals.summary(polled=polled)
 
     return recorded_run("ingest-feeds", db, work, settings)
@@ -260,6 +301,9 @@ class _Totals:
     duplicates: int = 0
     new_stories: int = 0
     new_embeddings: int = 0
+    alerts: int = 0
+    delivered: int = 0
+    delivery_failures: int = 0
     batches: int = 0
     last_ingested_at: datetime | None = None
 
@@ -284,12 +328,16 @@ class _Totals:
             feeds_polled=polled.feeds_polled if polled else 0,
             not_modified=polled.not_modified if polled else 0,
             failures=len(polled.failures) if polled else 0,
+            alerts=self.alerts,
+            delivered=self.delivered,
+            delivery_failures=self.delivery_failures,
         )
         get_run_logger().info(
             "read %d, skipped %d, already stored %d, new %d (%d duplicates), new stories %d in %d batches, "
-            "feeds polled %d (%d not modified), failures %d",
+            "feeds polled %d (%d not modified), failures %d; alerts %d, delivered %d, not delivered %d",
             summary.read, len(summary.skipped), summary.already_stored, summary.new_articles, summary.duplicates,
             summary.new_stories, self.batches, summary.feeds_polled, summary.not_modified, summary.failures,
+            summary.alerts, summary.delivered, summary.delivery_failures,
         )
         return summary
 
@@ -311,6 +359,7 @@ def _store_batch(
     embeddings = pipeline.embed_articles(prepared, db, settings, prefetched=prefetched, embed=embed_in_chunks)
     verdicts = dedupe_and_cluster(prepared, db, settings)
     batch = pipeline.build_load_batch(prepared, verdicts, embeddings, source, ingested_at, fetched)
+    batch.watches = match_watches(prepared, verdicts, db, settings)
     if stream is not None:
         batch.feed_outcomes, batch.fetch_failures = stream.completed_feeds(article.url for article in articles)
     result = load(batch, db, settings)
@@ -320,6 +369,7 @@ def _store_batch(
     totals.duplicates += result.duplicates
     totals.new_stories += verdicts.new_stories
     totals.new_embeddings += result.embeddings
+    totals.alerts += result.alerts
     progress.advance("stored", len(articles))
     get_run_logger().info(
         "batch %d stored: %d new articles (%d duplicates, %d new stories), %d already stored; %d new in this run so far",

@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from extract.content import EXTRACTOR, article_from_html, text_hash
 from extract.terms import extract_terms
 from flows.embedding import embedding_model_key, stored_or_embed
+from flows.search import discard_search_index
 from flows.runs import RunSummary, recorded_run
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
@@ -88,8 +89,9 @@ def reextract_pages(db: Path, settings: Settings, *, everything: bool = False, c
         new_embeddings += len(embeddings)
         with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             update_extractions(connection, extractions, embeddings)
-        if changed:  # changed texts mean changed vectors: the index is rebuilt from DuckDB when next needed
+        if changed:  # changed texts mean changed vectors and words: the indexes are rebuilt from DuckDB when next needed
             discard_indexes(db)
+            discard_search_index(db)
         logger.info("re-extracted %d pages so far", pages)
     return ReextractSummary(pages, changed, unchanged, failed, new_embeddings)
 

@@ -30,6 +30,9 @@ class RunSummary:
     feeds_polled: int = 0
     not_modified: int = 0
     failures: int = 0
+    alerts: int = 0
+    delivered: int = 0
+    delivery_failures: int = 0
     run_id: str | None = None
     message: str | None = None
 

@@ -185,8 +185,9 @@ def serve_until_stopped(settings, *, own_server: bool, started: float, say: Call
             home, api_url=api_url, db=str(settings.db.resolve()), schedule=schedule,
             ui=own_server and os.environ.get("PREFECT_UI_ENABLED", "true").lower() not in ("0", "false", "no", "off"),
         )
+        digest = f", digest at cron {settings.digest_cron}" if len(deployments) > 2 else ""
         say(
-            f"newswatch serving: feed runs {schedule}, maintenance at cron {settings.maintenance_cron} "
+            f"newswatch serving: feed runs {schedule}, maintenance at cron {settings.maintenance_cron}{digest} "
             f"({settings.serve_timezone}); Prefect API {api_url}; ready in {time.monotonic() - started:.1f} s"
         )
         serve_deployments(deployments)
@@ -231,11 +232,11 @@ def next_scheduled_runs(api_url: str) -> list[tuple[str, datetime]]:
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.deployments import INGEST_DEPLOYMENT, MAINTENANCE_DEPLOYMENT
+    from flows.deployments import DIGEST_DEPLOYMENT, INGEST_DEPLOYMENT, MAINTENANCE_DEPLOYMENT
 
     upcoming = []
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-        for name in (INGEST_DEPLOYMENT, MAINTENANCE_DEPLOYMENT):
+        for name in (INGEST_DEPLOYMENT, MAINTENANCE_DEPLOYMENT, DIGEST_DEPLOYMENT):
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))

@@ -6,10 +6,10 @@ tables of docs/settings.md from these declarations (`python -m flows.settings`).
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from extract.cluster import ClusterRules
 from extract.dedupe import DedupeRules
@@ -85,6 +85,21 @@ class Settings(BaseSettings):
     respect_robots: bool = Field(True, description="Obey robots.txt when fetching article pages.")
     allow_private_networks: bool = Field(False, description="Allow feeds and pages on loopback or private addresses (off: refused as SSRF).")
 
+    # --- Watches and alerts ---
+    watch_like_threshold: float = Field(0.55, ge=0, le=1, description="Cosine between an article's vector and a `--like` watch's description from which the watch matches the article (chosen on the ECB+ events: BENCHMARKS.md).")
+    alert_developing_factor: float = Field(2.0, gt=1, description="A story alerted before alerts again, as developing, once it has this many times the articles it had then (at most once a day).")
+    notify_timeout: float = Field(10.0, gt=0, description="Seconds one delivery attempt may wait to connect and for each answer of the endpoint.")
+    alert_retry_seconds: float = Field(60.0, gt=0, description="Seconds before a failed delivery is tried again, on a later run; doubled after each further failure.")
+    alert_retry_max_seconds: float = Field(6 * 3600.0, gt=0, description="Longest wait between two attempts of a delivery.")
+    alert_max_attempts: int = Field(10, ge=1, description="Attempts after which a delivery is given up and marked failed (shown by `watches`, `status` and the dashboard).")
+
+    # --- Digest ---
+    digest_notify: Annotated[list[str], NoDecode] = Field([], description="Apprise URLs the daily digest of `serve` is sent to, separated by spaces (none: no digest unless NEWSWATCH_DIGEST_DIR is set).")
+    digest_dir: Path | None = Field(None, description="Folder the daily digest of `serve` is written to, as Markdown, HTML and JSON files.")
+    digest_cron: str = Field("0 7 * * *", description="Cron expression of the daily digest run (in NEWSWATCH_SERVE_TIMEZONE).")
+    digest_hours: float = Field(24.0, gt=0, description="Hours of news the daily digest covers.")
+    digest_stories: int = Field(20, ge=1, le=1000, description="Stories in a digest, ranked by articles seen in its period, then by size.")
+
     # --- Service ---
     serve_interval_seconds: float = Field(900.0, gt=0, description="Seconds between scheduled feed runs of `newswatch serve` (unless a cron is set).")
     serve_cron: str | None = Field(None, description="Cron expression for scheduled feed runs instead of the interval, e.g. `*/10 * * * *`.")
@@ -101,6 +116,19 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster, e.g. `tcp://10.0.0.5:8786` (default: a local cluster per run).")
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster started for a run when no address is given.")
     dask_chunk_size: int = Field(32, ge=1, description="Pages or texts per extraction or embedding task sent to Dask.")
+
+    @field_validator("digest_notify", mode="before")
+    @classmethod
+    def _split_urls(cls, value):
+        # Apprise URLs hold no spaces; a JSON list is accepted too.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return text.split()
+        return value
 
     @model_validator(mode="after")
     def _backend_fits_device(self) -> "Settings":
@@ -136,6 +164,8 @@ GROUPS = {
     "story_threshold": "Stories",
     "history_neighbours": "Comparing with the stored history",
     "feeds_file": "Feeds and fetching",
+    "watch_like_threshold": "Watches and alerts",
+    "digest_notify": "Digest",
     "serve_interval_seconds": "Service",
     "task_runner": "Dask",
 }
@@ -161,7 +191,7 @@ def settings_markdown() -> str:
     for name, field in Settings.model_fields.items():
         if name in GROUPS:
             lines += ["", f"### {GROUPS[name]}", "", "| variable | default | meaning |", "|---|---|---|"]
-        default = "(none)" if field.default is None else f"`{field.default}`"
+        default = "(none)" if field.default in (None, []) else f"`{field.default}`"
         lines.append(f"| `NEWSWATCH_{name.upper()}` | {default} | {field.description} |")
     return "\n".join(lines[1:]) + "\n"
 

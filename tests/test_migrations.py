@@ -42,6 +42,25 @@ EXPECTED = {
     ],
     "article_terms": [("article_id", "VARCHAR"), ("term", "VARCHAR"), ("count", "INTEGER")],
     "terms": [("term", "VARCHAR"), ("document_count", "INTEGER")],
+    "watches": [
+        ("watch_id", "INTEGER"), ("name", "VARCHAR"), ("query", "VARCHAR"), ("like_text", "VARCHAR"),
+        ("like_vector", "FLOAT[]"), ("like_model", "VARCHAR"), ("min_articles", "INTEGER"), ("min_sources", "INTEGER"),
+        ("notify_urls", "VARCHAR[]"), ("created_at", "TIMESTAMP WITH TIME ZONE"),
+    ],
+    "watch_matches": [
+        ("watch_id", "INTEGER"), ("story_id", "VARCHAR"), ("first_matched_at", "TIMESTAMP WITH TIME ZONE"),
+        ("last_matched_at", "TIMESTAMP WITH TIME ZONE"), ("matched_articles", "INTEGER"),
+    ],
+    "alerts": [
+        ("alert_id", "VARCHAR"), ("watch_id", "INTEGER"), ("story_id", "VARCHAR"), ("kind", "VARCHAR"),
+        ("article_count", "INTEGER"), ("source_count", "INTEGER"), ("created_at", "TIMESTAMP WITH TIME ZONE"),
+        ("payload", "VARCHAR"),
+    ],
+    "alert_deliveries": [
+        ("alert_id", "VARCHAR"), ("url", "VARCHAR"), ("status", "VARCHAR"), ("attempts", "INTEGER"),
+        ("last_attempt_at", "TIMESTAMP WITH TIME ZONE"), ("next_attempt_at", "TIMESTAMP WITH TIME ZONE"),
+        ("delivered_at", "TIMESTAMP WITH TIME ZONE"), ("last_error", "VARCHAR"),
+    ],
     "schema_migrations": [("version", "INTEGER"), ("name", "VARCHAR"), ("applied_at", "TIMESTAMP WITH TIME ZONE")],
     "stories": [
         ("story_id", "VARCHAR"), ("headline", "VARCHAR"), ("article_count", "BIGINT"), ("original_count", "BIGINT"),

@@ -9,7 +9,8 @@ Keys, in one place:
 - ``pages``: ``article_id``; ``feeds``: updated in place by ``feed_id``; ``fetch_failures``: append-only.
 
 Feed validators (ETag, Last-Modified) are saved in the same transaction as the articles they
-led to, so a run killed before loading fetches those feeds in full again and loses nothing.
+led to, so a run killed before loading fetches those feeds in full again and loses nothing; the
+alerts the articles set off are decided in it too (`warehouse.watches.record_alerts`).
 """
 
 import logging
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from warehouse.feeds import FeedOutcome, FetchFailure, record_feed_outcomes, record_fetch_failures
 from warehouse.sql import execute, transaction
+from warehouse.watches import ArticleMatch, record_alerts
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +76,17 @@ class PageRow:
     fetched_at: datetime
 
 
+@dataclass(frozen=True)
+class WatchEvaluation:
+    """The batch's articles that watches matched, and how much a story must grow to alert again."""
+
+    matches: list[ArticleMatch]
+    developing_factor: float
+
+
 @dataclass
 class LoadBatch:
-    """Everything one run writes."""
+    """Everything one batch writes; with `watches`, its alerts are decided in the same transaction."""
 
     articles: list[ArticleRow] = field(default_factory=list)
     embeddings: list[EmbeddingRow] = field(default_factory=list)
@@ -84,6 +94,7 @@ class LoadBatch:
     pages: list[PageRow] = field(default_factory=list)
     feed_outcomes: list[FeedOutcome] = field(default_factory=list)
     fetch_failures: list[FetchFailure] = field(default_factory=list)
+    watches: WatchEvaluation | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class LoadResult:
     articles: int
     duplicates: int
     embeddings: int
+    alerts: int = 0
 
 
 def _table(rows: list, cls) -> pa.Table:
@@ -176,6 +188,13 @@ def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadR
         record_feed_outcomes(connection, batch.feed_outcomes)
         record_fetch_failures(connection, batch.fetch_failures)
         embeddings = insert_embeddings(connection, batch.embeddings)
+        alerts = []
+        if batch.watches is not None and articles:
+            new_ids = {row.article_id for row in articles}
+            alerts = record_alerts(
+                connection, [match for match in batch.watches.matches if match.article_id in new_ids],
+                [row.story_id for row in articles], articles[0].ingested_at, batch.watches.developing_factor,
+            )
     duplicates = sum(1 for row in articles if row.duplicate_of)
-    logger.info("loaded %d articles (%d duplicates), %d embeddings", len(articles), duplicates, embeddings)
-    return LoadResult(len(articles), duplicates, embeddings)
+    logger.info("loaded %d articles (%d duplicates), %d embeddings, %d alerts", len(articles), duplicates, embeddings, len(alerts))
+    return LoadResult(len(articles), duplicates, embeddings, len(alerts))

@@ -153,6 +153,55 @@ MIGRATIONS: tuple[Migration, ...] = (
         DELETE FROM embeddings WHERE model LIKE '%+openvino';
         """,
     ),
+    Migration(
+        5,
+        "watches, the stories they matched, alerts and their deliveries",
+        """
+        CREATE SEQUENCE watch_ids START 1;
+        CREATE TABLE watches (
+            watch_id     INTEGER PRIMARY KEY DEFAULT nextval('watch_ids'),
+            name         VARCHAR NOT NULL UNIQUE,
+            query        VARCHAR,
+            like_text    VARCHAR,
+            like_vector  FLOAT[],
+            like_model   VARCHAR,
+            min_articles INTEGER NOT NULL,
+            min_sources  INTEGER NOT NULL,
+            notify_urls  VARCHAR[] NOT NULL,
+            created_at   TIMESTAMPTZ NOT NULL,
+            CHECK ((query IS NULL) <> (like_text IS NULL))
+        );
+        CREATE TABLE watch_matches (
+            watch_id         INTEGER NOT NULL,
+            story_id         VARCHAR NOT NULL,
+            first_matched_at TIMESTAMPTZ NOT NULL,
+            last_matched_at  TIMESTAMPTZ NOT NULL,
+            matched_articles INTEGER NOT NULL,
+            PRIMARY KEY (watch_id, story_id)
+        );
+        CREATE TABLE alerts (
+            alert_id      VARCHAR PRIMARY KEY,
+            watch_id      INTEGER NOT NULL,
+            story_id      VARCHAR NOT NULL,
+            kind          VARCHAR NOT NULL,
+            article_count INTEGER NOT NULL,
+            source_count  INTEGER NOT NULL,
+            created_at    TIMESTAMPTZ NOT NULL,
+            payload       VARCHAR NOT NULL
+        );
+        CREATE TABLE alert_deliveries (
+            alert_id        VARCHAR NOT NULL,
+            url             VARCHAR NOT NULL,
+            status          VARCHAR NOT NULL,
+            attempts        INTEGER NOT NULL,
+            last_attempt_at TIMESTAMPTZ,
+            next_attempt_at TIMESTAMPTZ,
+            delivered_at    TIMESTAMPTZ,
+            last_error      VARCHAR,
+            PRIMARY KEY (alert_id, url)
+        );
+        """,
+    ),
 )
 
 

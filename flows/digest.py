@@ -1,0 +1,151 @@
+"""Digests: the top stories of a period (ranked by growth in the period, then size), for a person to read.
+
+`newswatch digest` writes one (Markdown, HTML or JSON) or sends it; `newswatch serve` adds a
+daily `digest` deployment when a digest target is set (`NEWSWATCH_DIGEST_NOTIFY`, or
+`NEWSWATCH_DIGEST_DIR`), which also publishes the digest as a Prefect Markdown artifact.
+"""
+
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from extract.digest import digest_message, render_digest
+from extract.notify import deliver, mask_url
+from flows.settings import Settings
+from warehouse.connection import open_warehouse
+from warehouse.queries import list_stories, story_articles
+from warehouse.watches import find_watch, matched_story_ids
+
+logger = logging.getLogger(__name__)
+
+# Articles listed under each story of a digest.
+ARTICLES_PER_STORY = 5
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$", re.IGNORECASE)
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class PeriodError(ValueError):
+    """A `--since` value that is neither a duration nor a date; the message is one sentence."""
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """When a period starts: a duration back from `now` (`30m`, `24h`, `7d`, `2w`) or an ISO date or time (UTC unless it says).
+
+    Raises:
+        PeriodError: Neither.
+    """
+    match = _DURATION.match(text)
+    if match:
+        try:
+            return now - timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+        except OverflowError:  # e.g. 99999999d: before the year 1
+            raise PeriodError(f"--since {text!r} reaches back too far: give a shorter duration or a date") from None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PeriodError(f"--since {text!r} is neither a duration (30m, 24h, 7d, 2w) nor an ISO date (2026-12-01)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class UnknownWatch(LookupError):
+    """No watch of that name or id."""
+
+
+def build_digest(
+    db: Path, settings: Settings, since: datetime, until: datetime, *, watch: str | None = None, limit: int = 20,
+    title: str | None = None,
+) -> dict:
+    """The digest of [since, until): its stories with their sources, first and last seen, and top articles.
+
+    Stories are ranked by the articles seen in the period, then by size. With `watch`, only the
+    stories that watch has matched.
+
+    Raises:
+        UnknownWatch: `watch` names no watch.
+    """
+    with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+        story_ids = None
+        if watch is not None:
+            found = find_watch(connection, watch)
+            if found is None:
+                raise UnknownWatch(f"no watch {watch}")
+            story_ids = matched_story_ids(connection, found.watch_id)
+        stories = [] if story_ids == [] else list_stories(
+            connection, limit, since=since, until=until, story_ids=story_ids, order="growth", growing_since=since,
+            details=True,
+        )
+        members = story_articles(connection, [story["story_id"] for story in stories], details=True)
+    listed = []
+    for story in stories:
+        articles = [m for m in members if m["story_id"] == story["story_id"] and since <= m["seen_at"] < until]
+        listed.append({
+            "story_id": story["story_id"],
+            "headline": story["headline"],
+            "article_count": story["article_count"],
+            "recent_count": story["recent_count"],
+            "duplicate_count": story["duplicate_count"],
+            "source_count": len(story["sources"]),
+            "sources": list(story["sources"]),
+            "first_seen_at": story["first_seen_at"],
+            "last_seen_at": story["last_seen_at"],
+            "articles": [
+                {"title": m["title"], "url": m["url"], "source": m["source_name"], "seen_at": m["seen_at"],
+                 "duplicate_of": m["duplicate_of"]}
+                for m in sorted((m for m in articles if not m["duplicate_of"]), key=lambda m: m["seen_at"], reverse=True)
+            ][:ARTICLES_PER_STORY],
+        })
+    # Growth within the period first, then size: list_stories already orders by recent articles.
+    listed.sort(key=lambda story: (-story["recent_count"], -story["article_count"]))
+    return {
+        "title": title or (f"newswatch digest: {watch}" if watch else "newswatch digest"),
+        "since": since,
+        "until": until,
+        "watch": watch,
+        "generated_at": datetime.now(UTC),
+        "stories": listed,
+    }
+
+
+@flow(name="digest", log_prints=False)
+def daily_digest(db: Path, settings: Settings | None = None) -> str:
+    """Send the day's digest: the top stories of the last `NEWSWATCH_DIGEST_HOURS` hours.
+
+    The digest goes to every `NEWSWATCH_DIGEST_NOTIFY` URL and, with `NEWSWATCH_DIGEST_DIR`, into
+    that folder as Markdown, HTML and JSON files; it is also published as the Prefect Markdown
+    artifact `digest`. A failing destination is logged; it does not fail the run.
+
+    Args:
+        db: DuckDB file.
+        settings: Settings (from the environment when omitted).
+
+    Returns:
+        What was sent where. The digest only reads the warehouse, so it runs beside ingest runs.
+    """
+    settings = settings or Settings()
+    run_logger = get_run_logger()
+    until = datetime.now(UTC)
+    digest = build_digest(db, settings, until - timedelta(hours=settings.digest_hours), until, limit=settings.digest_stories)
+    markdown = render_digest(digest, "markdown")
+    create_markdown_artifact(markdown, key="digest", description="The top stories of the day")
+    sent = []
+    if settings.digest_dir is not None:
+        folder = Path(settings.digest_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"digest-{until:%Y%m%dT%H%M%SZ}"
+        for extension, format_ in (("md", "markdown"), ("html", "html"), ("json", "json")):
+            (folder / f"{stem}.{extension}").write_text(render_digest(digest, format_), encoding="utf-8")
+        sent.append(str(folder / f"{stem}.*"))
+    message = digest_message(digest)
+    for url in settings.digest_notify:
+        outcome = deliver(url, message, allow_private_networks=settings.allow_private_networks, timeout=settings.notify_timeout)
+        if outcome.ok:
+            sent.append(mask_url(url))
+        else:
+            run_logger.warning("digest not delivered to %s: %s", mask_url(url), outcome.error)
+    summary = f"digest of {len(digest['stories'])} stories to {', '.join(sent) or 'nowhere'}"
+    run_logger.info(summary)
+    return summary

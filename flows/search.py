@@ -1,0 +1,162 @@
+"""Search over the stored articles: keywords through the full-text index beside the warehouse, or meaning through the vector index.
+
+The full-text index (`extract.search_index`, in `<db>.search/`) is derived data: each ingest run
+adds the articles it stored (`sync_search_index`), and an index that is missing, of another
+version, damaged or that disagrees with the `articles` table is rebuilt from DuckDB. Searching
+brings it up to date first when it can (another process may be writing it; then the index is
+searched as it stands). Keyword search and watches share one query language (`extract.query`).
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from extract.query import Query, parse_query
+from extract.search_index import SearchDocument, SearchIndex, SearchIndexBusy, SearchIndexError, discard, read_state
+from flows.embedding import embedding_model_key, get_embedder
+from flows.settings import Settings
+from warehouse.connection import open_warehouse
+from warehouse.queries import articles_by_id
+from warehouse.search_documents import article_count_and_latest, search_documents
+from warehouse.vector_index import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+SYNC_CHUNK = 5000
+
+
+def search_folder(db: Path) -> Path:
+    """Where the full-text index of a warehouse lives."""
+    return Path(f"{db}.search")
+
+
+def discard_search_index(db: Path) -> None:
+    """Remove the full-text index (it is rebuilt from DuckDB when next needed)."""
+    try:
+        discard(search_folder(db))
+    except (OSError, SearchIndexError) as error:
+        logger.warning("could not remove the search index of %s: %s", db, error)
+
+
+def _documents(rows) -> list[SearchDocument]:
+    return [SearchDocument(article_id, story_id, title, text or "", seen_at, ingested_at)
+            for article_id, story_id, title, text, seen_at, ingested_at in rows]
+
+
+def sync_search_index(db: Path, settings: Settings) -> int:
+    """Bring the full-text index up to date with the warehouse; returns how many articles it added.
+
+    Raises:
+        SearchIndexBusy: Another process is writing the index.
+    """
+    folder = search_folder(db)
+    with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+        total, latest = article_count_and_latest(connection)
+    try:
+        index = SearchIndex(folder)
+    except SearchIndexBusy:
+        raise
+    except SearchIndexError as error:
+        logger.warning("rebuilding the search index: %s", error)
+        discard(folder)
+        index = SearchIndex(folder)
+    with index:
+        if index.is_current(total, latest):
+            return 0
+        state = index.state
+        # Batches are loaded whole, so the articles ingested after the index's latest are the new ones,
+        # unless the warehouse holds fewer articles or older ones than the index (then it is rebuilt).
+        since = state.ingested_until if state and state.documents else None
+        if since is not None and (state.documents > total or latest is None or latest < since):
+            since = None
+        if since is None:
+            index.clear()
+        added = _add_articles(index, db, settings, since)
+        if not index.is_current(total, latest):
+            logger.warning("the search index disagreed with the warehouse; rebuilding it")
+            index.clear()
+            added = _add_articles(index, db, settings, None)
+    logger.info("search index: added %d articles", added)
+    return added
+
+
+def _add_articles(index: SearchIndex, db: Path, settings: Settings, since: datetime | None) -> int:
+    """Add the articles ingested after `since` (all when None) in chunks, and commit."""
+    added, after = 0, None
+    while True:
+        with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+            rows = search_documents(connection, after, since, SYNC_CHUNK)
+        if not rows:
+            break
+        added += index.add(_documents(rows))
+        after = (rows[-1][5], rows[-1][0])
+    index.commit()
+    return added
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One article found, with what is shown of it; `score` is BM25 (keywords) or the cosine (meaning)."""
+
+    article: dict
+    score: float
+
+
+def keyword_hits(db: Path, settings: Settings, query: Query, *, since: datetime | None, limit: int,
+                 story_ids=None) -> list[tuple[str, float]]:
+    """(article_id, BM25 score) of the best matches, after bringing the index up to date when it can."""
+    try:
+        sync_search_index(db, settings)
+    except SearchIndexBusy:
+        logger.info("the search index is being written by another process; searching it as it stands")
+    if read_state(search_folder(db)) is None:
+        return []
+    with SearchIndex(search_folder(db)) as index:
+        hits = index.search(query, limit=limit, since=since, story_ids=story_ids)
+    return [(hit.article_id, hit.score) for hit in hits]
+
+
+def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int) -> list[tuple[str, float]]:
+    """(article_id, cosine) of the stored articles closest in meaning to `text`, embedded with the pipeline's model."""
+    embedder = get_embedder(settings)
+    vector = embedder.embed([text])[0][0]
+    index = VectorIndex(
+        db, embedding_model_key(settings), len(vector),
+        exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
+    )
+    with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+        index.sync(connection)  # in memory only: the runs save it
+    (found,) = index.search(np.asarray(vector, dtype=np.float32)[None, :], limit)
+    return sorted(found.items(), key=lambda item: -item[1])
+
+
+def search(
+    db: Path, settings: Settings, text: str, *, semantic: bool = False, since: datetime | None = None, limit: int = 20,
+) -> list[SearchResult]:
+    """The best articles for a keyword query (or, `semantic`, a description), best first.
+
+    Raises:
+        extract.query.QueryError: The keyword query cannot be parsed.
+    """
+    if semantic:
+        # Over-fetch, then keep what was seen since `since`.
+        hits = semantic_hits(db, settings, text, limit=limit * 5 if since else limit)
+    else:
+        hits = keyword_hits(db, settings, parse_query(text), since=since, limit=limit)
+    with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+        articles = articles_by_id(connection, [article_id for article_id, _ in hits])
+    results = [SearchResult(articles[article_id], score) for article_id, score in hits if article_id in articles]
+    if since is not None:
+        results = [result for result in results if result.article["seen_at"] >= since]
+    return results[:limit]
+
+
+def group_by_story(results: list[SearchResult]) -> list[list[SearchResult]]:
+    """Results grouped by story; stories in the order of their best result."""
+    groups: dict[str, list[SearchResult]] = {}
+    for result in results:
+        groups.setdefault(result.article["story_id"], []).append(result)
+    return list(groups.values())
