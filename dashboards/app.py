@@ -1,4 +1,4 @@
-"""The newswatch dashboard: stories, a story's articles and duplicates, feed health, search, runs.
+"""The newswatch dashboard: stories, a story's articles and duplicates, feed health, search, watches, runs.
 
 Run it with `newswatch dashboard [--db PATH] [--port N]`, or
 `streamlit run dashboards/app.py -- --db newswatch.duckdb [--lock-wait SECONDS]`; without `--db`
@@ -20,6 +20,7 @@ PAGES = [
     st.Page("story_page.py", title="Story detail", icon=":material/article:", url_path="story"),
     st.Page("feeds_page.py", title="Feeds", icon=":material/rss_feed:", url_path="feeds"),
     st.Page("search_page.py", title="Search", icon=":material/search:", url_path="search"),
+    st.Page("watches_page.py", title="Watches", icon=":material/notifications:", url_path="watches"),
     st.Page("runs_page.py", title="Runs", icon=":material/history:", url_path="runs"),
 ]
 

@@ -104,12 +104,6 @@ def _cached_snapshot(source: Source, reader: Callable[..., Any], arguments: tupl
     return read_snapshot(source, reader, *arguments)
 
 
-# For large results (the vector matrix): shared, never copied or pickled.
-@st.cache_resource(ttl=CACHE_SECONDS, show_spinner=False, max_entries=8, hash_funcs={FunctionType: _function_name})
-def _shared_snapshot(source: Source, reader: Callable[..., Any], arguments: tuple) -> Snapshot:
-    return read_snapshot(source, reader, *arguments)
-
-
 # The last successful read of each (database, reader, arguments), shown while a writer holds the file.
 _last_good: OrderedDict[tuple, Snapshot] = OrderedDict()
 
@@ -117,7 +111,6 @@ _last_good: OrderedDict[tuple, Snapshot] = OrderedDict()
 def refresh() -> None:
     """Forget cached reads so that the next read goes to the database."""
     _cached_snapshot.clear()
-    _shared_snapshot.clear()
 
 
 def is_busy(error: WarehouseError) -> bool:
@@ -145,9 +138,7 @@ def missing_database_message(path: Path) -> str:
     return f"No database at {plain(str(path))} yet: run `newswatch run --fixtures DIR` or `newswatch run` first."
 
 
-def load(
-    source: Source, reader: Callable[..., Any], *arguments, shared: bool = False, primary: bool = True
-) -> Any | None:
+def load(source: Source, reader: Callable[..., Any], *arguments, primary: bool = True) -> Any | None:
     """Read through `reader` (cached briefly) and say how old the data is, or why there is none.
 
     On success a primary read writes "data as of <time>" and returns the data. Otherwise one
@@ -160,10 +151,8 @@ def load(
         source: The database.
         reader: A function of a connection and `arguments`, hashed by its qualified name.
         *arguments: Hashable arguments of the reader.
-        shared: Cache the result as one shared object instead of a copy per use (large data).
         primary: The read a page's "data as of" refers to. A secondary read (a page's filter
-            options, the details of search results) writes no caption and returns its last good
-            data without a notice of its own.
+            options) writes no caption and returns its last good data without a notice of its own.
     """
     if source.settings_error:
         st.error(plain(source.settings_error))
@@ -172,9 +161,8 @@ def load(
         st.info(missing_database_message(source.path))
         return None
     key = (str(source.path), _function_name(reader), arguments)
-    cached = _shared_snapshot if shared else _cached_snapshot
     try:
-        snapshot = cached(source, reader, arguments)
+        snapshot = _cached_snapshot(source, reader, arguments)
     except WarehouseError as error:
         if not is_busy(error):
             st.error(plain(str(error)))  # it names the file and quotes DuckDB, which may quote the file

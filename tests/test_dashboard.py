@@ -1,13 +1,17 @@
 """The Streamlit dashboard, driven headless with AppTest.
 
 Most tests read one database built once for the module by the real ingest flow from the seed
-articles (000 original, 001 its rewrite, 002 another report of the same event). Filters, feed
-health and runs use small databases written through the warehouse's own functions; broken
-states use broken files; the concurrency test reads in another process while the flow writes.
+articles (000 original, 001 its rewrite, 002 another report of the same event); the flow also
+builds its full-text index. The Watches page reads another such database, with watches added
+before the run, so that the run itself decides the alerts and attempts their deliveries (to a
+local webhook receiver and to a closed port). Filters, feed health and runs use small databases
+written through the warehouse's own functions; broken states use broken files; the concurrency
+test reads in another process while the flow writes.
 """
 
 import json
 import re
+import socket
 import string
 import subprocess
 import sys
@@ -22,16 +26,22 @@ from streamlit.testing.v1 import AppTest
 from dashboards import snapshot
 from dashboards.difference import word_difference
 from dashboards.plain_text import WORD_JOINER, http_link, plain
+from extract.notify import mask_url
+from extract.search_index import read_state
 from flows.ingest import ingest_fixtures
 from flows.embedding import embedding_model_key, get_embedder
+from flows.search import search_folder, sync_search_index
 from flows.settings import Settings
+from tests.receivers import make_webhook_fixture
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
 from warehouse.connection import open_warehouse
 from warehouse.feeds import FeedOutcome, FetchFailure, add_feed, feed_id_for, record_fetch_failures, record_feed_outcomes
 from warehouse.migrations import MIGRATIONS
 from warehouse.queries import list_stories, story_articles
 from warehouse.runs import RunRecord, record_run
-from warehouse.sql import execute
+from warehouse.vector_index import index_folder
+from warehouse.sql import execute, transaction
+from warehouse.watches import ArticleMatch, DeliveryAttempt, add_watch, record_alerts, record_delivery_attempts
 
 ROOT = Path(__file__).parent.parent
 APP = str(ROOT / "dashboards" / "app.py")
@@ -40,6 +50,7 @@ PAGES = {
     "story": "story_page.py",
     "feeds": "feeds_page.py",
     "search": "search_page.py",
+    "watches": "watches_page.py",
     "runs": "runs_page.py",
 }
 START = datetime(2024, 2, 10, 8, 0, tzinfo=UTC)
@@ -261,34 +272,144 @@ def result_titles(app: AppTest) -> list[str]:
     return [text.split("  \n")[0] for text in texts(app.markdown) if "  \n:gray[" in text]
 
 
-def test_keyword_search_finds_the_seeds_grouped_by_story(seeded, monkeypatch):
+def snippets(app: AppTest) -> list[str]:
+    """The snippet under each result, as the Markdown handed to Streamlit."""
+    return [text.split("  \n:gray[", 1)[1].removesuffix("]") for text in texts(app.markdown) if "  \n:gray[" in text]
+
+
+def bold_words(markdown: str) -> list[str]:
+    """The words a snippet shows in bold (without the escapes)."""
+    return [parsed_text(word) for word in re.findall(r"\*\*(.+?)\*\*", markdown)]
+
+
+def files_of(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Every file under these folders (or these files) with its modification time and size."""
+    paths = [path for folder in folders for path in ([folder] if folder.is_file() else folder.rglob("*"))]
+    return {str(path): (path.stat().st_mtime_ns, path.stat().st_size) for path in paths if path.is_file()}
+
+
+def test_keyword_search_reads_the_index_the_run_built_and_groups_by_story(seeded, monkeypatch):
+    state = read_state(search_folder(seeded["db"]))
+    assert state is not None and state.documents == 3  # the ingest run brought the index up to date
     app = open_page(monkeypatch, seeded["db"], "search")
     app.text_input[0].set_value("musk GAZA").run()
 
     assert quiet(app) and not app.info
     assert data_as_of(app)
     assert "3 articles in 1 story" in texts(app.caption)
-    assert [link.label for link in app.get("page_link")] == [f"**{plain(seeded['story']['headline'])}**"]
+    links = app.get("page_link")
+    assert [link.label for link in links] == [f"**{plain(seeded['story']['headline'])}**"]
+    assert [link.proto.query_string for link in links] == [f"story={seeded['story']['story_id']}"]
     assert sorted(result_titles(app)) == sorted(plain(seeded[name]["title"]) for name in ("original", "rewrite", "other"))
+    scores = [float(caption.rsplit("score ", 1)[1].split(" ")[0]) for caption in texts(app.caption) if " · score " in caption]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and scores[-1] > 0
 
-    app.text_input[0].set_value('"Walter Bloomberg"').run()
+    # Words match whatever their case and ending, and the words that matched are in bold.
+    app.text_input[0].set_value("INVITATIONS").run()
+    assert quiet(app) and len(result_titles(app)) == 3
+    for snippet in snippets(app):
+        words = bold_words(snippet)
+        assert words and all(word.lower().startswith("invit") for word in words), snippet
+
+
+def test_keyword_search_of_a_phrase_and_without_a_word(seeded, monkeypatch):
+    app = open_page(monkeypatch, seeded["db"], "search", {"q": '"Walter Bloomberg"'})
+
+    assert quiet(app)
     assert result_titles(app) == [plain(seeded["other"]["title"])]
-    assert any("rewrite duplicate" not in caption and "score 1" in caption for caption in texts(app.caption))
+    assert "**Walter** **Bloomberg**" in snippets(app)[0]
+    assert "1 article in 1 story" in texts(app.caption)
+
+    for query in ("musk NOT bloomberg", 'musk -"walter bloomberg"', "(hamas OR kibbutz) AND musk NOT bloomberg"):
+        app.text_input[0].set_value(query).run()
+        assert quiet(app), query
+        assert sorted(result_titles(app)) == sorted(plain(seeded[name]["title"]) for name in ("original", "rewrite")), query
+    # What a query leaves out is not highlighted.
+    assert not [snippet for snippet in snippets(app) if "bloomberg" in " ".join(bold_words(snippet)).lower()]
 
 
 def test_keyword_search_binds_the_query_and_says_when_nothing_matches(seeded, monkeypatch):
-    app = open_page(monkeypatch, seeded["db"], "search", {"q": "'; DROP TABLE articles; --"})
+    query = "'; DROP TABLE articles; --"
+    app = open_page(monkeypatch, seeded["db"], "search", {"q": query})
 
     assert quiet(app)
-    terms = ["\"';\"", "'drop'", "'table'", "'articles;'", "'--'"]
-    assert texts(app.info) == [f"No article contains {' and '.join(plain(term) for term in terms)}."]
+    assert texts(app.info) == [f"No article matches {plain(repr(query))}."]
     with open_warehouse(seeded["db"], read_only=True) as connection:
         assert execute(connection, "SELECT count(*) FROM articles") == [(3,)]
     app.text_input[0].set_value("100%_match").run()
-    assert texts(app.info) == [f"No article contains {plain(repr('100%_match'))}."]
+    assert texts(app.info) == [f"No article matches {plain(repr('100%_match'))}."]
 
 
-def test_semantic_search_embeds_the_query_with_the_same_model(seeded, monkeypatch):
+def test_a_query_that_does_not_parse_says_why(seeded, monkeypatch):
+    app = open_page(monkeypatch, seeded["db"], "search", {"q": "(musk gaza"})
+
+    assert not app.exception and not app.warning and not app.info
+    assert texts(app.error) == [plain("This query cannot be searched: unbalanced parenthesis at character 1.")]
+    assert not result_titles(app)
+    for query, reason in (
+        ("musk AND", "AND at character 6 needs a word, phrase or group on its right"),
+        ('"elon musk', "unterminated quote at character 1"),
+        ("NOT musk", "a query needs at least one word or phrase that is not negated"),
+    ):
+        app.text_input[0].set_value(query).run()
+        assert texts(app.error) == [plain(f"This query cannot be searched: {reason}.")], query
+        assert not result_titles(app)
+
+
+def test_keyword_search_without_an_index_says_the_next_run_builds_it(tmp_path, monkeypatch):
+    database = filter_database(tmp_path / "no-index.duckdb")  # written directly: no run built an index
+
+    app = open_page(monkeypatch, database, "search", {"q": "bridge"})
+
+    assert quiet(app)
+    assert texts(app.info) == ["There is no search index yet: the next ingest run (`newswatch run`) builds it."]
+    assert not search_folder(database).exists()  # the dashboard does not build it
+
+
+def since_database(path: Path) -> Path:
+    """Four articles about a harbour, seen 2 hours, 3 days, 20 days and 90 days ago, and their search index."""
+    now = datetime.now(UTC)
+    with open_warehouse(path) as connection:
+        for article_id, word, age in (
+            ("t1", "alpha", timedelta(hours=2)), ("t2", "bravo", timedelta(days=3)),
+            ("t3", "charlie", timedelta(days=20)), ("t4", "delta", timedelta(days=90)),
+        ):
+            execute(
+                connection,
+                "INSERT INTO articles (article_id, url, canonical_url, title, published_at, ingested_at, text, text_hash,"
+                " source, story_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'fixtures', ?)",
+                [
+                    article_id, f"https://example.org/{article_id}", f"https://example.org/{article_id}",
+                    f"Harbour news {word}", now - age, now - age, f"The harbour reopened ({word}).", f"hash-{article_id}",
+                    f"story-{article_id}",
+                ],
+            )
+    sync_search_index(path, Settings())  # the ingest runs' job
+    return path
+
+
+def test_keyword_search_since_a_time_bound_to_the_url(tmp_path, monkeypatch):
+    database = since_database(tmp_path / "since.duckdb")
+    app = open_page(monkeypatch, database, "search", {"q": "harbours"})
+
+    assert quiet(app)
+    assert app.segmented_control[1].value == "all"
+    assert "4 articles in 4 stories" in texts(app.caption)
+    for window, titles in (("24h", ["alpha"]), ("7d", ["alpha", "bravo"]), ("30d", ["alpha", "bravo", "charlie"])):
+        app.segmented_control[1].set_value(window).run()
+        assert quiet(app), window
+        assert sorted(result_titles(app)) == [f"Harbour news {title}" for title in titles], window
+
+    app = open_page(monkeypatch, database, "search", {"q": "delta", "since": "30d"})
+    assert app.segmented_control[1].value == "30d"
+    assert texts(app.info) == [f"No article matches {plain(repr('delta'))} seen in the last 30d."]
+    app.segmented_control[1].set_value("all").run()
+    assert result_titles(app) == ["Harbour news delta"]
+
+
+def test_semantic_search_embeds_the_query_and_reads_the_vector_index(seeded, monkeypatch):
+    indexes = files_of(seeded["db"], search_folder(seeded["db"]), index_folder(seeded["db"]))
+    assert any(path.endswith(".faiss") for path in indexes)  # the ingest run saved the vector index
     app = open_page(monkeypatch, seeded["db"], "search", {"mode": "Semantic", "q": "Musk declines an offer to tour Gaza"})
 
     assert quiet(app) and not app.info
@@ -301,6 +422,201 @@ def test_semantic_search_embeds_the_query_with_the_same_model(seeded, monkeypatc
     app.slider[0].set_value(0.95).run()
     assert texts(app.info) == ["No article is at least 0.95 similar to this query."]
     assert quiet(app)
+    app.slider[0].set_value(0.3).run()
+    app.segmented_control[1].set_value("7d").run()  # the seeds are from 2023
+    assert texts(app.info) == ["No article seen in the last 7d is at least 0.30 similar to this query."]
+    # Searching wrote nothing: not the database, not its indexes.
+    assert files_of(seeded["db"], search_folder(seeded["db"]), index_folder(seeded["db"])) == indexes
+
+
+# Watches
+
+
+SECRET = "hunter2-Zq8xKp3mW9"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+webhook = make_webhook_fixture(scope="module")
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory, webhook) -> dict:
+    """Three watches added, then the seeds ingested by the real flow, which decides and delivers the alerts.
+
+    "musk-gaza" notifies the webhook receiver (delivered) and a closed port (failed for good, at
+    the first attempt); "declines" matches by meaning and notifies nobody; "quiet" matches nothing.
+    Both URLs carry SECRET.
+    """
+    db = tmp_path_factory.mktemp("watched") / "newswatch.duckdb"
+    settings = Settings(allow_private_networks=True, alert_max_attempts=1)
+    urls = [f"json://newswatch:{SECRET}@127.0.0.1:{webhook.port}/hook", f"json://127.0.0.1:{closed_port()}/hook?+X-Token={SECRET}"]
+    like = "Musk turns down an invitation to visit Gaza"
+    now = datetime.now(UTC)
+    watches = {}
+    with open_warehouse(db) as connection, transaction(connection):
+        for name, query, like_text, min_articles, notify in (
+            ("musk-gaza", '"Elon Musk" AND Gaza', None, 2, urls),
+            ("declines", None, like, 1, []),
+            ("quiet", "quokkagate OR zeppelin", None, 1, []),
+        ):
+            watches[name] = add_watch(
+                connection, name, query=query, like_text=like_text,
+                like_vector=get_embedder(settings).embed([like_text])[0][0] if like_text else None,
+                like_model=embedding_model_key(settings) if like_text else None,
+                min_articles=min_articles, min_sources=1, notify_urls=notify, now=now,
+            )
+    summary = ingest_fixtures(SEEDS, db, settings)
+    assert (summary.new_articles, summary.new_stories) == (3, 1)
+    with open_warehouse(db, read_only=True) as connection:
+        (story,) = list_stories(connection)
+    return {"db": db, "watches": watches, "urls": urls, "story": story}
+
+
+def every_proto(node):
+    """The protobuf message of every block and element below a node of the AppTest tree."""
+    if getattr(node, "proto", None) is not None:
+        yield node.proto
+    for child in getattr(node, "children", {}).values():
+        yield from every_proto(child)
+
+
+def assert_secret_never_shown(app: AppTest, secret: str) -> None:
+    """The secret is in nothing the page sends to the browser: text, tables (their Arrow bytes), widgets."""
+    protos = [*every_proto(app.main), *every_proto(app.sidebar)]
+    assert protos
+    assert not [proto for proto in protos if secret.encode() in proto.SerializeToString()]
+
+
+def delivery_lines(app: AppTest) -> list[str]:
+    """The Markdown of each delivery line under the alerts."""
+    return [text for text in texts(app.markdown) if text.startswith((":green[", ":orange[", ":red[", ":gray["))]
+
+
+def test_watches_page_shows_watches_masked_urls_alerts_and_failed_deliveries(watched, webhook, monkeypatch):
+    app = open_page(monkeypatch, watched["db"], "watches")
+
+    assert not app.exception and not app.warning and not app.info
+    assert data_as_of(app)
+    assert [(metric.label, metric.value) for metric in app.metric] == [
+        ("Watches", "3"), ("Alerts", "2"), ("Delivered", "1"), ("Pending", "0"), ("Failed", "1")
+    ]
+    delivered, failed = watched["urls"]
+    (banner,) = texts(app.error)
+    assert banner.startswith("1 delivery failed for good. Latest error (")
+    assert plain(mask_url(failed)) in banner
+    table = app.dataframe[0].value
+    assert list(table.columns) == [
+        "id", "watch", "looks for", "alerts when", "notifies", "last match (UTC)", "last story", "stories matched",
+        "alerts", "deliveries", "last error",
+    ]
+    rows = {row["watch"]: row for row in table.to_dict("records")}
+    assert list(rows) == ["musk-gaza", "declines", "quiet"]
+    gaza, declines, quiet_watch = rows.values()
+    assert gaza["id"] == watched["watches"]["musk-gaza"]
+    assert gaza["looks for"] == 'query: "Elon Musk" AND Gaza'
+    assert declines["looks for"] == "like: Musk turns down an invitation to visit Gaza"
+    assert gaza["alerts when"] == "≥ 2 articles from ≥ 1 source"
+    assert gaza["notifies"] == f"{mask_url(delivered)}, {mask_url(failed)}" and "****" in gaza["notifies"]
+    assert (declines["notifies"], quiet_watch["notifies"]) == ("—", "—")
+    assert [row["last story"] for row in rows.values()] == [watched["story"]["headline"]] * 2 + [""]
+    assert [row["stories matched"] for row in rows.values()] == [1, 1, 0]
+    assert [row["alerts"] for row in rows.values()] == [1, 1, 0]
+    assert gaza["deliveries"] == "1 delivered, 0 pending, 1 failed"
+    assert gaza["last error"] and quiet_watch["last error"] == "" and quiet_watch["last match (UTC)"] == "—"
+
+    # The alerts, newest first: each links to its story, says what it was and how its deliveries went.
+    assert texts(app.subheader) == ["Recent alerts"]
+    links = app.get("page_link")
+    assert [link.label for link in links] == [f"**{plain(watched['story']['headline'])}**"] * 2
+    assert {link.proto.query_string for link in links} == {f"story={watched['story']['story_id']}"}
+    captions = [text for text in texts(app.caption) if text.startswith("new · watch ")]
+    assert sorted(caption.split(" · ")[1] for caption in captions) == ["watch declines", "watch musk\\-gaza"]
+    assert all(" · when alerted 3 articles from 1 source · " in caption for caption in captions)
+    assert "No notification URL: the alert is stored only." in texts(app.caption)
+    lines = {line.split("]", 1)[0]: line for line in delivery_lines(app)}
+    assert sorted(lines) == [":green[**delivered**", ":red[**failed**"]
+    assert lines[":green[**delivered**"].startswith(f":green[**delivered**] {plain(mask_url(delivered))} · 1 attempt · delivered ")
+    assert lines[":red[**failed**"].startswith(f":red[**failed**] {plain(mask_url(failed))} · 1 attempt · last error: ")
+    assert len(webhook.received) == 1  # the run delivered it, the page sent nothing
+    assert_secret_never_shown(app, SECRET)
+
+
+def test_watches_page_filters_the_alerts_by_watch_bound_to_the_url(watched, monkeypatch):
+    gaza, quiet_watch = watched["watches"]["musk-gaza"], watched["watches"]["quiet"]
+    app = open_page(monkeypatch, watched["db"], "watches", {"watch": str(gaza)})
+
+    assert not app.exception and not app.warning
+    assert app.selectbox[0].value == gaza
+    declines = watched["watches"]["declines"]
+    assert app.selectbox[0].options == [
+        "All watches", f"musk-gaza (#{gaza})", f"declines (#{declines})", f"quiet (#{quiet_watch})"
+    ]
+    assert len(app.get("page_link")) == 1 and len(delivery_lines(app)) == 2
+
+    app.selectbox[0].set_value(quiet_watch).run()
+    assert app.query_params["watch"] == str(quiet_watch)
+    assert texts(app.info) == ["No alerts from this watch yet: a watch alerts when a run stores a story it matches."]
+    assert not app.get("page_link")
+    app.selectbox[0].set_value("all").run()
+    assert "watch" not in app.query_params
+    assert len(app.get("page_link")) == 2
+
+    app = open_page(monkeypatch, watched["db"], "watches", {"watch": "99"})
+    assert texts(app.warning) == ["There is no watch 99; showing the alerts of every watch."]
+    assert app.selectbox[0].value == "all" and len(app.get("page_link")) == 2
+
+
+def test_watches_page_warns_of_deliveries_being_retried_not_of_those_delivered_since(tmp_path, monkeypatch):
+    database = filter_database(tmp_path / "retried.duckdb")
+    urls = [f"json://127.0.0.1:9/{name}?+X-Token={SECRET}" for name in ("recovered", "down")]
+    with open_warehouse(database) as connection, transaction(connection):
+        watch_id = add_watch(
+            connection, "bridge", query="bridge", like_text=None, like_vector=None, like_model=None,
+            min_articles=1, min_sources=1, notify_urls=urls, now=START,
+        )
+        (alert_id,) = record_alerts(connection, [ArticleMatch(watch_id, "a1", "s1")], ["s1"], START, 2.0)
+        for minutes, outcomes in ((1, (False, False)), (5, (True, False))):  # as two runs would record them
+            record_delivery_attempts(
+                connection,
+                [
+                    DeliveryAttempt(alert_id, url, ok, None if ok else "HTTP 503 Service Unavailable", START + timedelta(minutes=minutes))
+                    for url, ok in zip(urls, outcomes)
+                ],
+                first_retry=60, max_retry=3600, max_attempts=5,
+            )
+
+    app = open_page(monkeypatch, database, "watches")
+
+    assert not app.exception and not app.error and not app.info
+    assert [metric.value for metric in app.metric] == ["1", "1", "1", "1", "0"]
+    assert texts(app.warning) == [
+        "1 delivery failed and will be retried by a later run. Latest error (2024-02-10 08:05 UTC, "
+        f"{plain(mask_url(urls[1]))}): HTTP 503 Service Unavailable"
+    ]
+    recovered, down = sorted(delivery_lines(app), key=lambda line: "recovered" not in line)
+    assert recovered == (
+        f":green[**delivered**] {plain(mask_url(urls[0]))} · 2 attempts · delivered 2024-02-10 08:05 UTC · "
+        "earlier error: HTTP 503 Service Unavailable"
+    )
+    assert down == (
+        f":orange[**pending**] {plain(mask_url(urls[1]))} · 2 attempts · next attempt 2024-02-10 08:07 UTC · "
+        "last error: HTTP 503 Service Unavailable"
+    )
+    assert_secret_never_shown(app, SECRET)
+
+
+def test_watches_page_without_watches_says_how_to_add_one(seeded, monkeypatch):
+    app = open_page(monkeypatch, seeded["db"], "watches")
+
+    assert quiet(app) and data_as_of(app)
+    assert texts(app.info) == [EMPTY_MESSAGES["watches"]]
+    assert not app.dataframe
 
 
 # Feeds
@@ -475,8 +791,16 @@ def test_only_absolute_http_urls_become_links():
         assert http_link(url) is None, url
 
 
+# A notification URL with a secret in it, as a watch stores it.
+HOSTILE_NOTIFY_URL = f"json://user:{SECRET}@hostile.example.org/hook"
+
+
 def hostile_database(path: Path) -> Path:
-    """A failing feed, a story of an article and its duplicate, a failure and a run, all named HOSTILE."""
+    """A failing feed, a story of an article and its duplicate, a failure, a run and a watch with an alert, all named HOSTILE.
+
+    The watch's alert (decided by `record_alerts`, as a run would) has a delivery that failed once
+    with a HOSTILE error and waits for its next attempt.
+    """
     now = datetime.now(UTC)
     feed_url = "https://hostile.example.org/feed.xml"
     feed_id = feed_id_for(feed_url)
@@ -511,6 +835,18 @@ def hostile_database(path: Path) -> Path:
             f"run {HOSTILE}", f"flow {HOSTILE}", now - timedelta(minutes=6), now - timedelta(minutes=5),
             f"status {HOSTILE}", message=f"message {HOSTILE}",
         ))
+        with transaction(connection):
+            watch_id = add_watch(
+                connection, f"Watch {HOSTILE}", query="quokkagate", like_text=None, like_vector=None, like_model=None,
+                min_articles=1, min_sources=1, notify_urls=[HOSTILE_NOTIFY_URL], now=now - timedelta(minutes=4),
+            )
+            (alert_id,) = record_alerts(
+                connection, [ArticleMatch(watch_id, "h1", "hostile-story")], ["hostile-story"], now - timedelta(minutes=3), 2.0
+            )
+            record_delivery_attempts(
+                connection, [DeliveryAttempt(alert_id, HOSTILE_NOTIFY_URL, False, f"HTTP 500 {HOSTILE}", now - timedelta(minutes=2))],
+                first_retry=60, max_retry=3600, max_attempts=3,
+            )
     return path
 
 
@@ -534,8 +870,10 @@ def links(column) -> list[str | None]:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> Path:
-    """The hostile database, built once for the module."""
-    return hostile_database(tmp_path_factory.mktemp("hostile") / "hostile.duckdb")
+    """The hostile database, built once for the module, with the search index the next run would build."""
+    path = hostile_database(tmp_path_factory.mktemp("hostile") / "hostile.duckdb")
+    sync_search_index(path, Settings())
+    return path
 
 
 def test_hostile_text_is_plain_on_the_stories_page(hostile, monkeypatch):
@@ -582,8 +920,34 @@ def test_hostile_text_is_plain_on_the_search_page(hostile, monkeypatch):
     # The query comes from the URL: a shared link must not bring markup either.
     query = "![x](http://127.0.0.1:9/query.png)"
     app = open_page(monkeypatch, hostile, "search", {"q": query})
-    assert texts(app.info) == [f"No article contains {plain(repr(query))}."]
+    assert texts(app.info) == [f"No article matches {plain(repr(query))}."]
     assert_plain(app)
+    app = open_page(monkeypatch, hostile, "search", {"q": f'"{HOSTILE}'})  # its quote is never closed
+    assert texts(app.error) == [plain("This query cannot be searched: unterminated quote at character 1.")]
+    assert_plain(app)
+
+
+def test_hostile_text_is_plain_on_the_watches_page(hostile, monkeypatch):
+    app = open_page(monkeypatch, hostile, "watches")
+
+    assert not app.exception and not app.error and not app.info
+    (notice,) = texts(app.warning)
+    assert notice.startswith("1 delivery failed and will be retried by a later run. Latest error (")
+    assert notice.endswith(f"{plain(mask_url(HOSTILE_NOTIFY_URL))}): {plain(f'HTTP 500 {HOSTILE}')}")
+    (row,) = app.dataframe[0].value.to_dict("records")  # a table cell shows text as it is
+    assert (row["watch"], row["last story"], row["notifies"]) == (
+        f"Watch {HOSTILE}", f"Title {HOSTILE}", mask_url(HOSTILE_NOTIFY_URL)
+    )
+    assert row["last error"].endswith(f": HTTP 500 {HOSTILE}") and row["deliveries"] == "0 delivered, 1 pending, 0 failed"
+    assert app.selectbox[0].options == ["All watches", f"Watch {HOSTILE} (#{row['id']})"]
+    assert [link.label for link in app.get("page_link")] == [f"**{plain(f'Title {HOSTILE}')}**"]
+    (caption,) = [text for text in texts(app.caption) if text.startswith("new · watch ")]
+    assert caption.startswith(f"new · watch {plain(f'Watch {HOSTILE}')} · when alerted 2 articles from 1 source · ")
+    (line,) = delivery_lines(app)
+    assert line.startswith(f":orange[**pending**] {plain(mask_url(HOSTILE_NOTIFY_URL))} · 1 attempt · next attempt ")
+    assert line.endswith(f" · last error: {plain(f'HTTP 500 {HOSTILE}')}")
+    assert_plain(app)
+    assert_secret_never_shown(app, SECRET)
 
 
 def test_hostile_text_is_plain_on_the_feeds_page(hostile, monkeypatch):
@@ -633,7 +997,8 @@ EMPTY_MESSAGES = {
     "stories": "No stories yet: run `newswatch run` (feeds) or `newswatch run --fixtures DIR` (files) first.",
     "story": "No stories yet: run `newswatch run` (feeds) or `newswatch run --fixtures DIR` (files) first.",
     "feeds": "No feeds yet: add one with `newswatch add-feed URL` or `newswatch import-opml FILE`.",
-    "search": f"No article contains {plain(repr('gaza'))}.",
+    "search": "There is no search index yet: the next ingest run (`newswatch run`) builds it.",
+    "watches": "No watches yet: `newswatch add-watch NAME --query QUERY` (or `--like DESCRIPTION`) adds one.",
 }
 
 
@@ -763,16 +1128,20 @@ from pathlib import Path
 from dashboards import reads
 from dashboards.snapshot import Source, read_snapshot
 
-source, stop, model = Source(Path(sys.argv[1]), lock_wait=60), Path(sys.argv[2]), sys.argv[3]
+from flows.search import search_folder
+
+source, stop, model, dimension = Source(Path(sys.argv[1]), lock_wait=60), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+vector = (1.0,) + (0.0,) * (dimension - 1)
 readers = [
     (reads.read_facets,),
     (reads.read_stories, since, until, None, None, "recent", since, "week", 50),
     (reads.read_story, None),
     (reads.read_feeds, "day", since, 20),
     (reads.read_runs, 100),
-    (reads.read_keyword_search, ("gaza",), 50),
-    (reads.read_vectors, model),
+    (reads.read_keyword_search, search_folder(source.path), "gaza", None, 50),
+    (reads.read_semantic_search, source.path, model, vector, 50_000, 512, None, 50),
+    (reads.read_watches, None, 50),
 ]
 done, errors, story_counts = 0, [], []
 print("reading", flush=True)
@@ -798,7 +1167,10 @@ def test_dashboard_reads_in_a_loop_while_an_ingest_run_writes(tmp_path):
         pass
     stop = tmp_path / "stop"
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(database), str(stop), embedding_model_key(Settings())],
+        [
+            sys.executable, "-c", READER, str(database), str(stop), embedding_model_key(Settings()),
+            str(get_embedder(Settings()).dimension),
+        ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:
@@ -816,4 +1188,4 @@ def test_dashboard_reads_in_a_loop_while_an_ingest_run_writes(tmp_path):
     # inside the run depends on its speed: with Prefect and the model already warm in this
     # process, a run over the seeds can finish within the reader's first pass.)
     assert report["story_counts"][0] == 0 and report["story_counts"][-1] == 1
-    assert len(report["story_counts"]) >= 2 and report["reads"] == 7 * len(report["story_counts"])
+    assert len(report["story_counts"]) >= 2 and report["reads"] == 8 * len(report["story_counts"])

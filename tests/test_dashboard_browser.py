@@ -5,8 +5,10 @@ Streamlit already needs): navigate, wait until the page's own text shows the sto
 screenshot, read the rendered text. Without Chromium the tests are skipped, except in CI (CI=true),
 where its absence is a failure. Set NEWSWATCH_SCREENSHOT_DIR to keep the screenshots there too.
 
-The database also holds a story, a feed and a run whose strings are Markdown and HTML pointing at
-a local HTTP server: the browser must show them as text and never ask that server for anything.
+The database also holds a watch whose alert could not be delivered (its notification URL carries
+a secret the page must never show), and a story, a feed, a run and a watch whose strings are
+Markdown and HTML pointing at a local HTTP server: the browser must show them as text and never
+ask that server for anything.
 """
 
 import asyncio
@@ -31,6 +33,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.ingest import ingest_fixtures
 from flows.embedding import get_embedder
+from flows.search import sync_search_index
 from flows.settings import Settings
 from tests.seed_site import SEEDS
 from tests.http_server import LocalServer, make_server_fixture, static
@@ -38,7 +41,8 @@ from warehouse.connection import open_warehouse
 from warehouse.feeds import FeedOutcome, FetchFailure, add_feed, feed_id_for, record_fetch_failures, record_feed_outcomes
 from warehouse.queries import list_stories
 from warehouse.runs import RunRecord, record_run
-from warehouse.sql import execute
+from warehouse.sql import execute, transaction
+from warehouse.watches import ArticleMatch, add_watch, record_alerts
 
 pytestmark = pytest.mark.slow  # drives the dashboard in a browser
 
@@ -54,6 +58,10 @@ PIXEL_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
 HOSTILE_STORY = "hostile-story"
+# In the watches' notification URLs: shown masked, never as they are.
+NOTIFY_SECRET = "browser-s3cret-Zq8xKp3m"
+SEEDS_NOTIFY_URL = f"json://newswatch:{NOTIFY_SECRET}@127.0.0.1:9/hook"
+SEEDS_NOTIFY_MASKED = "json://newswatch:****@127.0.0.1:9/hook"
 # Streamlit keeps bare URLs, shortcodes, arrows and dashes as text by a word joiner inside them
 # (dashboards/plain_text.py); it is invisible, so the text a reader sees is read without it.
 WORD_JOINER = "\u2060"
@@ -265,8 +273,17 @@ def hostile_text(server: str, name: str) -> str:
     )
 
 
+def add_seeds_watch(db: Path) -> None:
+    """A watch on the seeds, added before they are ingested: the run alerts it and fails to deliver (private address)."""
+    with open_warehouse(db) as connection, transaction(connection):
+        add_watch(
+            connection, "seeds-watch", query="musk", like_text=None, like_vector=None, like_model=None,
+            min_articles=1, min_sources=1, notify_urls=[SEEDS_NOTIFY_URL], now=datetime.now(UTC),
+        )
+
+
 def add_hostile_rows(db: Path, server: str) -> None:
-    """A story of an article and its duplicate, a failing feed and a run, every string hostile."""
+    """A story of an article and its duplicate, a failing feed, a run and a watch that alerted it, every string hostile."""
     now = datetime.now(UTC)
     feed_url = "https://hostile.invalid/feed.xml"
     feed_id = feed_id_for(feed_url)
@@ -298,13 +315,21 @@ def add_hostile_rows(db: Path, server: str) -> None:
             hostile_text(server, "run"), "ingest-feeds", now, now, "completed", feeds_polled=1, errors=1,
             message=hostile_text(server, "message"),
         ))
+        with transaction(connection):
+            watch_id = add_watch(
+                connection, hostile_text(server, "watch"), query="quokkagate", like_text=None, like_vector=None,
+                like_model=None, min_articles=1, min_sources=1,
+                notify_urls=[f"json://user:{NOTIFY_SECRET}@hostile.invalid/hook"], now=now,
+            )
+            # As a run would have decided it: the hostile story's alert, its delivery pending.
+            record_alerts(connection, [ArticleMatch(watch_id, "hostile-1", HOSTILE_STORY)], [HOSTILE_STORY], now, 2.0)
 
 
 @pytest.fixture(scope="module")
 def served(chromium_executable, http_server, tmp_path_factory) -> tuple[Path, str]:
-    """The dashboard serving the seeds (ingested by the real flow) plus feed health and runs.
+    """The dashboard serving the seeds (ingested by the real flow, which alerts a watch) plus feed health and runs.
 
-    It also serves a hostile story, feed and run (`add_hostile_rows`) pointing at `http_server`.
+    It also serves a hostile story, feed, run and watch (`add_hostile_rows`) pointing at `http_server`.
 
     The server starts first and the database is built while it starts: both take seconds.
     """
@@ -314,10 +339,12 @@ def served(chromium_executable, http_server, tmp_path_factory) -> tuple[Path, st
     def build() -> None:
         # The model loads while Prefect's temporary server starts: both take seconds.
         threading.Thread(target=get_embedder(Settings()).load, daemon=True).start()
+        add_seeds_watch(db)
         with prefect_test_harness(server_startup_timeout=120):
             ingest_fixtures(SEEDS, db, Settings())
         add_feed_health_and_runs(db)
         add_hostile_rows(db, http_server.base_url)
+        sync_search_index(db, Settings())  # the next run's job: the hostile rows were written directly
 
     with dashboard(db, folder / "dashboard.log", while_starting=build) as base_url:
         yield db, base_url
@@ -348,6 +375,12 @@ def test_every_page_renders_in_chromium(served, chromium_executable, tmp_path):
                     1250,
                 ),
                 "search": (f"{base_url}/search?q=%22Walter%20Bloomberg%22", ["Search", "1 article in 1 story", headline], 720),
+                "watches": (
+                    f"{base_url}/watches",
+                    ["Watches", "seeds-watch", "query: musk", SEEDS_NOTIFY_MASKED, "Recent alerts", headline,
+                     "watch seeds-watch", "pending", "next attempt"],
+                    1000,
+                ),
                 "runs": (f"{base_url}/runs", ["Runs", "ingest-feeds", "ingest-fixtures", "completed"], 560),
             }
             texts = {}
@@ -365,6 +398,8 @@ def test_every_page_renders_in_chromium(served, chromium_executable, tmp_path):
     # The duplicate's text is shown beside the original's, each with the other's title nearby.
     assert texts["story"].index("Original:") < texts["story"].index("Duplicate:")
     assert "Elon Musk has refused to visit the Gaza Strip" in texts["search"]
+    assert "1 delivery failed and will be retried by a later run." in texts["watches"]
+    assert not [name for name, text in texts.items() if NOTIFY_SECRET in text]
     for name in texts:
         shot = tmp_path / f"dashboard-{name}.png"
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
@@ -407,6 +442,11 @@ def test_hostile_text_shows_as_plain_text_in_chromium(served, chromium_executabl
         ),
         "stories": (f"{base_url}/", ["Stories", "2 stories", "fixtures", title, site], [title, site]),
         "search": (f"{base_url}/search?q=quokkagate", ["2 articles in 1 story"], [title, site]),
+        "watches": (
+            f"{base_url}/watches",
+            ["Recent alerts", "seeds-watch", "json://user:****@hostile.invalid/hook", hostile_text(server, "watch"), title],
+            [hostile_text(server, "watch"), title],
+        ),
         "feeds": (
             f"{base_url}/feeds",
             ["Failing feeds:", "Latest fetch failures", "Quiet Gazette", "HTTP 500 Internal", hostile_text(server, "error")],
@@ -450,4 +490,5 @@ def test_hostile_text_shows_as_plain_text_in_chromium(served, chromium_executabl
         text = seen[name][0]
         assert "Traceback" not in text, name
         assert [literal for literal in literals if literal not in text] == [], name
-    assert title in seen["story"][1] and title in seen["search"][1]
+    assert title in seen["story"][1] and title in seen["search"][1] and title in seen["watches"][1]
+    assert not [name for name, (text, _, _) in seen.items() if NOTIFY_SECRET in text]

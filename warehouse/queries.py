@@ -7,7 +7,6 @@ query binds its parameters; none is built from user strings.
 from datetime import datetime
 
 import duckdb
-import numpy as np
 
 from warehouse.sql import execute
 
@@ -292,71 +291,32 @@ def recent_fetch_failures(connection: duckdb.DuckDBPyConnection, limit: int = 20
     return [dict(zip(columns, row)) for row in rows]
 
 
-SEARCH_RESULT_COLUMNS = ("article_id", "story_id", "story_headline", "title", "url", "seen_at", "source_name",
-                         "duplicate_of", "duplicate_kind", "score", "text")
+def delivery_problems(connection: duckdb.DuckDBPyConnection) -> dict:
+    """Alert deliveries given up for good, and those that failed and wait for another attempt.
 
-
-def search_articles(connection: duckdb.DuckDBPyConnection, terms: list[str], limit: int = 50) -> list[dict]:
-    """Articles whose title or text contains every term (case-insensitive), best first.
-
-    The terms are bound as one list parameter and matched as plain substrings (no wildcards).
-    An article scores 3 per term in its title plus 1 per occurrence of a term in its text.
-
-    Args:
-        connection: An open warehouse connection.
-        terms: Words or phrases; empty ones are ignored.
-        limit: How many articles at most.
+    A delivery keeps its last error after it is delivered at a later attempt; only the failed and
+    the retrying ones are counted here.
 
     Returns:
-        Dicts with the keys of `SEARCH_RESULT_COLUMNS`; none when no term is given.
-    """
-    terms = sorted({term.strip().lower() for term in terms if term.strip()})
-    if not terms:
-        return []
-    rows = execute(
-        connection,
-        f"""
-        WITH words AS (SELECT unnest(?::VARCHAR[]) AS word),
-        hits AS (
-            SELECT a.article_id, count(*) AS matched,
-                   sum(3 * contains(lower(coalesce(a.title, '')), w.word)::INTEGER
-                       + (length(lower(a.text)) - length(replace(lower(a.text), w.word, ''))) // length(w.word)
-                   ) AS score
-            FROM articles a JOIN words w ON contains(lower(coalesce(a.title, '') || chr(10) || a.text), w.word)
-            GROUP BY a.article_id
-        )
-        SELECT a.article_id, a.story_id, s.headline, a.title, a.url, {_SEEN_AT} AS seen_at,
-               {_SOURCE_NAME} AS source_name, a.duplicate_of, a.duplicate_kind, h.score, a.text
-        FROM hits h JOIN articles a ON a.article_id = h.article_id
-        LEFT JOIN feeds f ON f.feed_id = a.feed_id JOIN stories s ON s.story_id = a.story_id
-        WHERE h.matched = ?
-        ORDER BY h.score DESC, seen_at DESC, a.article_id
-        LIMIT ?
-        """,
-        [terms, len(terms), limit],
-    )
-    return [dict(zip(SEARCH_RESULT_COLUMNS, row)) for row in rows]
-
-
-def article_vectors(connection: duckdb.DuckDBPyConnection, model: str) -> tuple[list[str], np.ndarray]:
-    """Every article that has a stored vector of this model, and those vectors.
-
-    Args:
-        connection: An open warehouse connection.
-        model: The embedding key (`flows.embedding.embedding_model_key`).
-
-    Returns:
-        The article ids, and a float32 matrix with one unit vector per id (0 rows when none).
+        `{"failed": {...}, "retrying": {...}}`, each `{"count": int, "latest": None or {"url", "error",
+        "at"}}` with the most recently attempted delivery of that status; `url` as stored, in clear
+        (mask it before showing it), `error` as stored (masked when it was recorded).
     """
     rows = execute(
         connection,
         """
-        SELECT a.article_id, e.vector FROM articles a
-        JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
-        ORDER BY a.article_id
+        SELECT kind, count(*), arg_max(url, last_attempt_at), arg_max(last_error, last_attempt_at), max(last_attempt_at)
+        FROM (
+            SELECT CASE WHEN status = 'failed' THEN 'failed' ELSE 'retrying' END AS kind, url, last_error, last_attempt_at
+            FROM alert_deliveries
+            WHERE status = 'failed' OR (status = 'pending' AND last_error IS NOT NULL)
+        )
+        GROUP BY kind
         """,
-        [model],
     )
-    if not rows:
-        return [], np.zeros((0, 0), dtype=np.float32)
-    return [row[0] for row in rows], np.asarray([row[1] for row in rows], dtype=np.float32)
+    found = {kind: (number, url, error, at) for kind, number, url, error, at in rows}
+    problems = {}
+    for kind in ("failed", "retrying"):
+        number, url, error, at = found.get(kind, (0, None, None, None))
+        problems[kind] = {"count": number, "latest": {"url": url, "error": error, "at": at} if number else None}
+    return problems
