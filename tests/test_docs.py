@@ -156,12 +156,17 @@ def test_the_readme_main_job_installs_as_ci_does_without_the_test_extra():
 
 
 def _readme_command_list() -> list[str]:
-    blocks = [
-        block for block in code_blocks(README.read_text(encoding="utf-8"))
-        if block.strip() and all(line.startswith("newswatch ") for line in block.strip().splitlines())
-    ]
+    """The commands of the README's block of `newswatch ...` lines (a line may continue as an indented comment)."""
+
+    def is_command_block(block: str) -> bool:
+        lines = block.strip().splitlines()
+        return bool(lines) and lines[0].startswith("newswatch ") and all(
+            line.startswith("newswatch ") or line.strip().startswith("#") for line in lines
+        )
+
+    blocks = [block for block in code_blocks(README.read_text(encoding="utf-8")) if is_command_block(block)]
     assert len(blocks) == 1, "the README has one block of newswatch commands"
-    return [line.split()[1] for line in blocks[0].strip().splitlines()]
+    return [line.split()[1] for line in blocks[0].strip().splitlines() if line.startswith("newswatch ")]
 
 
 def _registered_commands() -> set[str]:
