@@ -443,13 +443,23 @@ def decode_html(body: bytes, charset: str | None = None) -> str | None:
     return None
 
 
-def article_from_html(html: str | bytes, url: str, *, charset: str | None = None) -> Article | None:
+def article_from_html(
+    html: str | bytes, url: str, *, charset: str | None = None, entry_title: str | None = None,
+    entry_author: str | None = None,
+) -> Article | None:
     """Extract the main text and metadata of an HTML page with trafilatura.
 
     Args:
         html: The page; bytes are decoded by `decode_html`, which checks the declared charset.
         url: Where the page came from, stored as given.
         charset: The charset named by the HTTP Content-Type header (`FetchResult.charset`), if any.
+        entry_title: The title of the page's feed entry, given when the entry also gives its date:
+            then trafilatura's date search is skipped (the feed's date wins anyway), the title,
+            author, site name, image and canonical URL come from the page's meta tags, JSON-LD
+            and headline, and the title is this one when the page names none. The text is the
+            same.
+        entry_author: The entry's author, if it names one: then the search of the page for a
+            byline is skipped too (with `entry_title`).
 
     Returns:
         The cleaned article, or None when the page has no extractable text, or bytes that give
@@ -460,13 +470,23 @@ def article_from_html(html: str | bytes, url: str, *, charset: str | None = None
         if decoded is None:
             return None
         html = decoded
+    metadata = None
+    if entry_title:
+        html = trafilatura.load_html(html)
+        if html is None:
+            return None
+        metadata = page_metadata(html, url, find_author=not entry_author)
     # Measured on the article-extraction benchmark (bench/evaluate_extraction.py): tables often
     # hold article text, and favouring precision drops more boilerplate than text.
     document = trafilatura.bare_extraction(
-        html, url=url, with_metadata=True, include_comments=False, include_tables=True, favor_precision=True
+        html, url=url, with_metadata=metadata is None, include_comments=False, include_tables=True, favor_precision=True
     )
     if document is None or not document.text:
         return None
+    if metadata is not None:
+        for name in ("title", "author", "url", "sitename", "image"):
+            setattr(document, name, getattr(metadata, name))
+        document.title = document.title or entry_title
     # trafilatura writes one paragraph per line; articles separate paragraphs by a blank line.
     text = _clean_text(re.sub(r"\n+", "\n\n", document.text))
     if not text:
@@ -475,8 +495,7 @@ def article_from_html(html: str | bytes, url: str, *, charset: str | None = None
     if title:
         text = _split_title(text, title)
     # trafilatura only reports a language when asked to filter by one: trust <html lang>, else detect.
-    lang = _HTML_LANG.search((html.encode("utf-8", "replace") if isinstance(html, str) else html)[:4096])
-    language = document.language or (lang.group(1).decode("ascii") if lang else None)
+    language = document.language or _declared_language(html)
     # trafilatura reports the page's rel=canonical or og:url as its url, else the url it was given.
     canonical = document.url if document.url and document.url != url and _is_article_url(document.url) else None
     return Article(
@@ -490,6 +509,52 @@ def article_from_html(html: str | bytes, url: str, *, charset: str | None = None
         image_url=document.image or None,
         canonical_url=canonical,
     )
+
+
+def page_metadata(tree, url: str, *, find_author: bool = True):
+    """A page's title, author, site name, image and canonical URL from its meta tags, JSON-LD, headline and canonical link.
+
+    trafilatura's own pieces of `extract_metadata`, without its date search, categories, tags and
+    licence (what `article_from_html` skips when the feed entry gives the date) and, unless
+    `find_author`, without its search of the page for a byline. Returns a
+    `trafilatura.settings.Document`.
+    """
+    from trafilatura.metadata import (
+        META_URL, examine_meta, extract_author, extract_meta_json, extract_sitename, extract_title, extract_url,
+    )
+
+    metadata = examine_meta(tree)
+    if metadata.author and " " not in metadata.author:  # as trafilatura: a single word is a handle, not a name
+        metadata.author = None
+    try:
+        metadata = extract_meta_json(tree, metadata)
+    except Exception:  # noqa: BLE001 - malformed JSON-LD on a page is not the article's problem
+        pass
+    if not metadata.title:  # the page's own headline (<title>, <h1>): cheap, and what the full path finds
+        metadata.title = extract_title(tree)
+    if not metadata.author and find_author:
+        metadata.author = extract_author(tree)
+    if not metadata.url:
+        metadata.url = extract_url(tree, url)
+    if not metadata.sitename:
+        metadata.sitename = extract_sitename(tree)
+    if metadata.sitename:
+        metadata.sitename = metadata.sitename.lstrip("@")
+        if metadata.sitename and "." not in metadata.sitename and not metadata.sitename[0].isupper():
+            metadata.sitename = metadata.sitename.title()
+    elif metadata.url and (host := META_URL.match(metadata.url)):
+        metadata.sitename = host[1]
+    metadata.clean_and_trim()
+    return metadata
+
+
+def _declared_language(html) -> str | None:
+    """The language code of `<html lang>` of a page (text, bytes or a parsed tree), if any."""
+    if isinstance(html, (str, bytes)):
+        found = _HTML_LANG.search((html.encode("utf-8", "replace") if isinstance(html, str) else html)[:4096])
+        return found.group(1).decode("ascii") if found else None
+    found = _HTML_LANG.search(f"<html lang='{html.get('lang') or ''}'>".encode("utf-8", "replace"))
+    return found.group(1).decode("ascii") if found else None
 
 
 def _is_article_url(url: str) -> bool:

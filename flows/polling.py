@@ -353,7 +353,16 @@ async def _fetch_page(fetcher: Fetcher, entry: FeedEntry, progress) -> FetchResu
 
 def _fetched_article(entry: FeedEntry, feed_id: str, page: FetchResult | None) -> FetchedArticle | None:
     """The page's extraction with the entry's metadata filling gaps; else the entry summary."""
-    extracted = article_from_html(page.body, page.final_url, charset=page.charset) if page and page.ok and page.body else None
+    # An entry that gives its date and title spares the page's date search (the feed's date wins
+    # anyway), and one that names its author, the page's byline search.
+    dated = bool(entry.published_at and entry.title)
+    extracted = (
+        article_from_html(
+            page.body, page.final_url, charset=page.charset,
+            entry_title=entry.title if dated else None, entry_author=entry.author if dated else None,
+        )
+        if page and page.ok and page.body else None
+    )
     if extracted and extracted.text:
         article = replace(
             extracted,

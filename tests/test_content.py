@@ -313,6 +313,43 @@ def test_canonical_link_and_image_are_kept_but_a_home_page_canonical_is_not():
     assert article_from_html(_page("", ENGLISH), "https://example.com/s").canonical_url is None
 
 
+
+def _fields(article):
+    return (article.text, article.title, article.author, article.site_name, article.language,
+            article.canonical_url, article.image_url)
+
+
+@pytest.mark.parametrize("page", [
+    PAGE,
+    _page("<title>Night buses for the north | Example</title>", ENGLISH, " lang='en'"),
+    _page("<title>Buses at night</title><link rel='canonical' href='https://example.com/news/2023/story'>"
+          "<meta property='og:image' content='https://example.com/i.jpg'>"
+          '<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Buses at night",'
+          ' "author": {"@type": "Person", "name": "Ann Other"}, "publisher": {"name": "Example Daily"}}</script>', ENGLISH),
+])
+def test_a_page_whose_feed_entry_gives_date_and_title_gets_the_same_text_and_metadata(page):
+    # Only the date search and the author heuristics are skipped: the feed's date wins anyway.
+    full = article_from_html(page, "https://example.com/amp/story")
+    lean = article_from_html(page, "https://example.com/amp/story", entry_title="Entry title")
+    assert _fields(lean) == _fields(full)
+    assert lean.published_at is None
+
+
+BYLINE = _page("<title>Buses at night</title>", "<span class='author'>Mary Jane Watson</span></p><p>" + ENGLISH)
+
+
+def test_the_page_is_searched_for_a_byline_unless_the_entry_names_the_author():
+    assert article_from_html(BYLINE, "https://example.com/a").author == "Mary Jane Watson"
+    assert article_from_html(BYLINE, "https://example.com/a", entry_title="Buses").author == "Mary Jane Watson"
+    # The feed flow gives the page the entry's author (`flows.polling`): the page's is not looked for.
+    assert article_from_html(BYLINE, "https://example.com/a", entry_title="Buses", entry_author="M. Watson").author is None
+
+
+def test_the_entry_title_is_the_title_of_a_page_that_names_none():
+    article = article_from_html(_page("", ENGLISH), "https://example.com/a", entry_title="Night buses for the north")
+    assert article.title == "Night buses for the north"
+    assert article_from_html("<html><body></body></html>", "u", entry_title="Empty") is None
+
 # --- charsets ------------------------------------------------------------------------------------
 
 # Short and French enough that a charset detector alone reads it as windows-1250 or -1257 ("naďve").

@@ -102,3 +102,33 @@ def test_one_worker_means_no_pool():
     with extraction_pool(1) as extractor:
         assert extractor is None
     assert extraction_workers(3) == 3 and extraction_workers(0) >= 1
+
+
+def test_an_entry_that_gives_date_and_title_spares_the_page_those_searches(monkeypatch):
+    from extract.content import Article
+    from extract.feeds import FeedEntry
+    from extract.fetch import FetchResult
+    from flows import polling
+
+    calls = []
+
+    def extractor(body, url, **kwargs):
+        calls.append(kwargs)
+        return Article(url, None, "The council met on Tuesday.", None)
+
+    monkeypatch.setattr(polling, "article_from_html", extractor)
+    page = FetchResult("https://example.com/a", "https://example.com/a", 200, b"<html></html>", "text/html")
+    when = datetime(2026, 11, 1, tzinfo=UTC)
+    entries = [
+        FeedEntry("https://example.com/a", "Council meets", when, "Ann Other", None, None),
+        FeedEntry("https://example.com/a", "Council meets", when, None, None, None),
+        FeedEntry("https://example.com/a", "Council meets", None, "Ann Other", None, None),
+    ]
+    articles = [polling._fetched_article(entry, "f1", page).article for entry in entries]
+    assert [(c["entry_title"], c["entry_author"]) for c in calls] == [
+        ("Council meets", "Ann Other"), ("Council meets", None), (None, None)
+    ]
+    # The entry's metadata fills what the page did not give; the feed's date wins.
+    assert [(a.title, a.author, a.published_at) for a in articles] == [
+        ("Council meets", "Ann Other", when), ("Council meets", None, when), ("Council meets", "Ann Other", None)
+    ]
