@@ -155,6 +155,7 @@ def read_semantic_search(
     search_depth: int,
     since: datetime | None,
     limit: int,
+    fallback_model: str | None = None,
 ) -> dict:
     """The stored articles nearest in meaning to a query vector, most similar first.
 
@@ -170,17 +171,19 @@ def read_semantic_search(
         search_depth: `Settings.vector_index_search_depth`.
         since: Only articles seen at or after this time.
         limit: How many articles at most.
+        fallback_model: Vectors of texts without one of `model` (`flows.embedding.whole_model_key`).
 
     Returns:
         `{"vectors": how many articles the index holds, "results": [SearchResult]}`, each result
         with its (approximate) cosine similarity to the query.
     """
-    key = (str(db), model, len(query_vector), exact_limit, search_depth)
+    key = (str(db), model, len(query_vector), exact_limit, search_depth, fallback_model)
     vector = np.asarray(query_vector, dtype=np.float32)[None, :]
     with _vector_lock:
         index = _vector_indexes.get(key)
         if index is None:
-            index = VectorIndex(db, model, len(query_vector), exact_limit=exact_limit, search_depth=search_depth)
+            index = VectorIndex(db, model, len(query_vector), exact_limit=exact_limit, search_depth=search_depth,
+                                fallback_model=fallback_model)
             index.load()
         try:
             index.sync(connection)

@@ -165,7 +165,7 @@ def keyword_search(source: Source, query_text: str, window: str | None) -> None:
 def semantic_search(source: Source, settings: Settings, query: str, min_similarity: float, window: str | None) -> None:
     """Articles nearest in meaning to the query, embedded with the pipeline's model, from the vector index."""
     # Imported here: the model and torch load only when semantic search is used.
-    from flows.embedding import embedding_model_key, get_embedder
+    from flows.embedding import embedding_model_key, get_embedder, whole_model_key
 
     if not source.path.exists():
         st.info(missing_database_message(source.path))  # before loading the model for nothing
@@ -181,6 +181,7 @@ def semantic_search(source: Source, settings: Settings, query: str, min_similari
     found = load(
         source, reads.read_semantic_search, source.path, model, tuple(float(value) for value in vector),
         settings.vector_index_exact_limit, settings.vector_index_search_depth, since_time(window), RESULT_LIMIT,
+        whole_model_key(settings),
     )
     if found is None:
         return

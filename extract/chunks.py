@@ -55,6 +55,40 @@ def pack_chunks(text: str, tokenizer, limit: int) -> list[tuple[str, int]]:
     return chunks or [(text, max(1, len(tokenizer.tokenize(text))))]
 
 
+def pack_lead(text: str, tokenizer, limit: int, count: int) -> tuple[list[tuple[str, int]], bool]:
+    """The first `count` chunks `pack_chunks` would make of a text, tokenizing only as far as they reach.
+
+    Returns:
+        The chunks (at most `count`), and whether they cover the whole text.
+    """
+    sentences = split_sentences(text)
+    if not sentences:
+        return pack_chunks(text, tokenizer, limit), True
+    chunks: list[tuple[str, int]] = []
+    current: list[str] = []
+    size, start, group = 0, 0, 8
+    while start < len(sentences):
+        # Sentences are counted a group at a time (growing), so a long text is tokenized only as far as needed.
+        part = sentences[start : start + group]
+        counts = [len(ids) for ids in tokenizer(part, add_special_tokens=False)["input_ids"]]
+        for sentence, tokens in zip(part, counts):
+            if current and size + tokens > limit:
+                chunks.append((" ".join(current), size))
+                current, size = [], 0
+            if tokens > limit:
+                chunks.extend(_split_long(sentence, tokenizer, limit))
+            else:
+                current.append(sentence)
+                size += tokens
+            if len(chunks) >= count and (current or len(chunks) > count):
+                return chunks[:count], False
+        start += group
+        group *= 2
+    if current:
+        chunks.append((" ".join(current), size))
+    return chunks[:count], len(chunks) <= count
+
+
 def _split_long(sentence: str, tokenizer, limit: int) -> list[tuple[str, int]]:
     ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
     pieces = []

@@ -16,7 +16,7 @@ Duplicates always point at the earliest copy (the root of their group), never at
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +56,15 @@ class DedupeRules:
     rewrite_similarity: float
     rewrite_term_overlap: float
     rewrite_margin: float
+    # With everyday vectors of the articles' leads: the lead cosine from which a pair is checked
+    # with whole-article vectors (None: the vectors are whole, and `rewrite_similarity` decides).
+    rewrite_gate: float | None = None
     shingle_size: int = 5
     candidate_similarity: float = 0.8
     candidates: int = 20
+    # Rivals whose lead cosine to either side is this far under the pair's whole cosine minus
+    # the margin cannot beat it; the closer ones are compared with whole vectors too.
+    rival_slack: float = 0.05
 
 
 _WORD = re.compile(r"\w+")
@@ -79,7 +85,10 @@ def jaccard(a: set[int], b: set[int]) -> float:
 
 
 def find_duplicates(
-    new: Sequence[DedupeItem], history: Sequence[DedupeItem], rules: DedupeRules
+    new: Sequence[DedupeItem],
+    history: Sequence[DedupeItem],
+    rules: DedupeRules,
+    whole_vector: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
 ) -> dict[str, DuplicateMatch]:
     """Find which new articles duplicate a stored one or an earlier new one.
 
@@ -88,11 +97,14 @@ def find_duplicates(
         history: Stored articles that may be originals (recent ones and exact matches), oldest
             first; their `duplicate_of` is respected so links always go to a group's root.
         rules: Thresholds.
+        whole_vector: When the items' vectors are of their leads: gives the whole-article vectors
+            of these article ids (computing them if need be), asked only for possible rewrites
+            and their close rivals. None: the items' vectors are whole.
 
     Returns:
         A match for each new article that is a duplicate, keyed by its article_id.
     """
-    pool = _Pool([*history, *new], rules, len(history))
+    pool = _Pool([*history, *new], rules, len(history), whole_vector)
     offset = len(history)
     for item in history:
         pool.link(item.article_id, item.duplicate_of or item.article_id)
@@ -126,8 +138,10 @@ _KIND_STRENGTH = {"copy": 0, "rewrite": 1}
 class _Pool:
     """Stored and new articles, their similarity matrix, and the duplicate groups found so far."""
 
-    def __init__(self, items: list[DedupeItem], rules: DedupeRules, offset: int = 0):
+    def __init__(self, items: list[DedupeItem], rules: DedupeRules, offset: int = 0, whole_vector=None):
         self.items = items
+        self.whole_vector = whole_vector
+        self._whole: dict[int, np.ndarray] = {}
         self.offset = offset  # where the new articles start
         self.rules = rules
         self.position_of = {item.article_id: i for i, item in enumerate(items)}
@@ -139,6 +153,15 @@ class _Pool:
     def link(self, article_id: str, root: str) -> None:
         self.root[article_id] = root
         self.groups.setdefault(root, set()).add(self.position_of[article_id])
+
+    def wholes(self, positions) -> np.ndarray:
+        """The whole-article vectors of these pool positions, one row each (asked for once each)."""
+        missing = [position for position in dict.fromkeys(positions) if position not in self._whole]
+        if missing:
+            found = self.whole_vector([self.items[position].article_id for position in missing])
+            for position in missing:
+                self._whole[position] = found[self.items[position].article_id]
+        return np.stack([self._whole[position] for position in positions])
 
     def shingles_of(self, position: int) -> set[int]:
         if position not in self._shingles:
@@ -178,6 +201,24 @@ class _Pool:
         )
         return similarity - runner_up >= self.rules.rewrite_margin
 
+    def _stands_out_whole(self, position: int, candidate: int, similarity: float, rows: np.ndarray,
+                          similarities: np.ndarray) -> bool:
+        """`_stands_out` with whole-article vectors, for a pair whose vectors are their leads.
+
+        Only the rivals whose lead cosine to either side comes near the bar are compared whole.
+        """
+        group = self.groups.get(self.root[self.items[candidate].article_id], set())
+        candidate_similarities = self.vectors[rows] @ self.items[candidate].vector
+        near = similarity - self.rules.rewrite_margin - self.rules.rival_slack
+        rivals = [int(rows[i]) for i in range(len(rows))
+                  if int(rows[i]) not in (position, candidate) and int(rows[i]) not in group
+                  and max(similarities[i], candidate_similarities[i]) >= near]
+        if not rivals:
+            return True
+        wholes = self.wholes([position, candidate, *rivals])
+        runner_up = float(np.max(wholes[2:] @ wholes[:2].T))
+        return similarity - runner_up >= self.rules.rewrite_margin
+
     def near_duplicate(self, position: int) -> DuplicateMatch | None:
         rules = self.rules
         item = self.items[position]
@@ -196,12 +237,19 @@ class _Pool:
             copy = jaccard(self.shingles_of(position), self.shingles_of(candidate))
             if copy >= rules.copy_jaccard:
                 found.append(DuplicateMatch(original, "copy", copy))
-            elif (
-                similarity >= rules.rewrite_similarity
-                and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap
-                and self._stands_out(position, candidate, similarity, rows, similarities)
-            ):
-                found.append(DuplicateMatch(original, "rewrite", similarity))
+            elif self.whole_vector is None:
+                if (
+                    similarity >= rules.rewrite_similarity
+                    and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap
+                    and self._stands_out(position, candidate, similarity, rows, similarities)
+                ):
+                    found.append(DuplicateMatch(original, "rewrite", similarity))
+            elif similarity >= rules.rewrite_gate and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap:
+                # A possible rewrite: the whole articles decide, not their leads.
+                pair = self.wholes([position, candidate])
+                whole = float(pair[0] @ pair[1])
+                if whole >= rules.rewrite_similarity and self._stands_out_whole(position, candidate, whole, rows, similarities):
+                    found.append(DuplicateMatch(original, "rewrite", whole))
         if not found:
             return None
         # Copy evidence beats a paraphrase verdict; among equals the earliest original wins.

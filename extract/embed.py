@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.chunks import pack_chunks, truncate_text
+from extract.chunks import pack_chunks, pack_lead, truncate_text
 from extract.openvino_backend import load_openvino, openvino_installed
 
 logger = logging.getLogger(__name__)
@@ -255,6 +255,9 @@ class Embedder:
         """Length of the vectors this model produces."""
         return int(self._model.get_embedding_dimension())
 
+    def _chunk_limit(self) -> int:
+        return min(self.chunk_tokens, self._model.max_seq_length - 2)
+
     def chunk(self, text: str) -> list[tuple[str, int]]:
         """Pack whole sentences into chunks of at most `chunk_tokens` word pieces.
 
@@ -262,10 +265,10 @@ class Embedder:
             (chunk text, token count) pairs covering the whole text (its first `max_characters`), in order.
         """
         text = truncate_text(text, self.max_characters)
-        return pack_chunks(text, self._model.tokenizer, min(self.chunk_tokens, self._model.max_seq_length - 2))
+        return pack_chunks(text, self._model.tokenizer, self._chunk_limit())
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        """Embed whole articles.
+        """Embed whole articles (their first `max_chunks` chunks when that is set).
 
         Args:
             texts: Article texts (title included by the caller if wanted).
@@ -273,12 +276,30 @@ class Embedder:
         Returns:
             A float32 matrix of unit vectors, one row per text, and the chunk count of each text.
         """
-        if not texts:
+        if self.max_chunks:
+            vectors, counts, _ = self.embed_leads(texts, self.max_chunks)
+            return vectors, counts
+        return self._embed_chunks([self.chunk(text) for text in texts])
+
+    def embed_leads(self, texts: list[str], chunks: int) -> tuple[np.ndarray, list[int], list[bool]]:
+        """Embed the beginning of each article: its first `chunks` chunks, tokenizing no further.
+
+        Returns:
+            The unit vectors, the chunk count of each, and whether each lead is the whole text
+            (then its vector is also the whole article's).
+        """
+        tokenizer, limit = self._model.tokenizer, self._chunk_limit()
+        leads = [pack_lead(truncate_text(text, self.max_characters), tokenizer, limit, chunks) for text in texts]
+        vectors, counts = self._embed_chunks([lead for lead, _ in leads])
+        return vectors, counts, [complete for _, complete in leads]
+
+    def _embed_chunks(self, chunked: list[list[tuple[str, int]]]) -> tuple[np.ndarray, list[int]]:
+        """The length-weighted mean of each text's chunk vectors, and how many chunks each had."""
+        if not chunked:
             return np.zeros((0, self.dimension), dtype=np.float32), []
         chunk_texts, weights, owners = [], [], []
-        for index, text in enumerate(texts):
-            chunks = self.chunk(text)
-            for chunk_text, tokens in chunks[: self.max_chunks] if self.max_chunks else chunks:
+        for index, chunks in enumerate(chunked):
+            for chunk_text, tokens in chunks:
                 chunk_texts.append(chunk_text)
                 weights.append(tokens)
                 owners.append(index)
@@ -293,8 +314,8 @@ class Embedder:
         )
         chunk_vectors = np.empty_like(vectors)
         chunk_vectors[order] = vectors
-        documents = np.zeros((len(texts), chunk_vectors.shape[1]), dtype=np.float32)
+        documents = np.zeros((len(chunked), chunk_vectors.shape[1]), dtype=np.float32)
         np.add.at(documents, owners, chunk_vectors * np.asarray(weights, dtype=np.float32)[:, None])
         documents /= np.maximum(np.linalg.norm(documents, axis=1, keepdims=True), 1e-12)
-        counts = np.bincount(owners, minlength=len(texts)).tolist()
+        counts = np.bincount(owners, minlength=len(chunked)).tolist()
         return documents, counts

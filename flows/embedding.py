@@ -1,8 +1,12 @@
 """The embedding stage: every text gets its stored vector, or is embedded now (ahead of time where it pays).
 
-`stored_or_embed` is the one way texts get vectors, in runs, in re-extraction and in the
-embedding-ahead thread: a text whose hash already has a vector of the model is never embedded
-again.
+Every article gets an everyday vector: the mean of its first `NEWSWATCH_EMBED_LEAD_CHUNKS`
+chunks, its lead, which neighbours, stories, search and semantic watches use. Its whole-article
+vector is computed only when a verdict needs it (a possible rewrite: `whole_vectors`), then
+stored; for an article no longer than its lead, the lead vector is also the whole one and is
+stored as both. `stored_or_embed` is the one way texts get everyday vectors, in runs, in
+re-extraction and in the embedding-ahead thread: a text whose hash already has a vector of the
+key is never embedded again.
 """
 
 import logging
@@ -25,8 +29,8 @@ from warehouse.lookups import stored_embeddings
 
 logger = logging.getLogger(__name__)
 
-# Embeds texts: returns their vectors and chunk counts, in order.
-EmbedFunction = Callable[[list[str]], tuple[list[np.ndarray], list[int]]]
+# Embeds texts: returns their vectors, chunk counts and whether each covers its whole text, in order.
+EmbedFunction = Callable[[list[str]], tuple[list[np.ndarray], list[int], list[bool]]]
 
 
 @lru_cache(maxsize=4)
@@ -48,35 +52,58 @@ def get_embedder(settings: Settings) -> Embedder:
     )
 
 
+def lead_chunks(settings: Settings) -> int:
+    """How many chunks make an everyday vector; 0 when every article is embedded whole (or to `embed_max_chunks`)."""
+    lead, cap = settings.embed_lead_chunks, settings.embed_max_chunks
+    return lead if lead and (not cap or lead < cap) else 0
+
+
 def embedding_model_key(settings: Settings) -> str:
-    """What the vectors these settings make are stored under."""
+    """What the everyday vectors these settings make are stored under."""
+    chunks = lead_chunks(settings) or settings.embed_max_chunks
+    return model_key(settings.model, settings.chunk_tokens, chunks, settings.embed_backend)
+
+
+def whole_model_key(settings: Settings) -> str:
+    """What whole-article vectors are stored under (the everyday key when articles are embedded whole)."""
     return model_key(settings.model, settings.chunk_tokens, settings.embed_max_chunks, settings.embed_backend)
 
 
-def embed_texts(texts: list[str], settings: Settings) -> tuple[list[np.ndarray], list[int]]:
-    """Vectors and chunk counts of texts, with this process's embedder."""
-    vectors, chunk_counts = get_embedder(settings).embed(texts)
-    return list(vectors), list(chunk_counts)
+def embed_texts(texts: list[str], settings: Settings) -> tuple[list[np.ndarray], list[int], list[bool]]:
+    """Everyday vectors of texts with this process's embedder, their chunk counts, and which are whole texts."""
+    embedder = get_embedder(settings)
+    if lead_chunks(settings):
+        vectors, counts, complete = embedder.embed_leads(texts, lead_chunks(settings))
+        return list(vectors), list(counts), list(complete)
+    vectors, counts = embedder.embed(texts)
+    return list(vectors), list(counts), [True] * len(texts)
+
+
+# A vector computed now: the vector, its chunk count, and whether it covers the whole text.
+Computed = tuple[np.ndarray, int, bool]
 
 
 @dataclass
 class EmbeddedTexts:
-    """Vectors of texts by text hash: those already stored, and those computed now with their chunk counts."""
+    """Vectors of texts by text hash: those already stored, and those computed now."""
 
     stored: dict[str, np.ndarray] = field(default_factory=dict)
-    computed: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
+    computed: dict[str, Computed] = field(default_factory=dict)
 
     def vector(self, digest: str) -> np.ndarray:
         """The vector of the text with this hash."""
         return self.stored[digest] if digest in self.stored else self.computed[digest][0]
 
-    def rows(self, model: str, created_at: datetime | None = None) -> list[EmbeddingRow]:
-        """`embeddings` rows for the vectors computed now."""
+    def rows(self, model: str, whole_model: str | None = None, created_at: datetime | None = None) -> list[EmbeddingRow]:
+        """`embeddings` rows for the vectors computed now; with `whole_model`, also under it for whole texts."""
         created_at = created_at or datetime.now(UTC)
-        return [
-            EmbeddingRow(digest, model, np.asarray(vector).tolist(), chunks, created_at)
-            for digest, (vector, chunks) in self.computed.items()
-        ]
+        rows = []
+        for digest, (vector, chunks, complete) in self.computed.items():
+            listed = np.asarray(vector).tolist()
+            rows.append(EmbeddingRow(digest, model, listed, chunks, created_at))
+            if whole_model and whole_model != model and complete:
+                rows.append(EmbeddingRow(digest, whole_model, listed, chunks, created_at))
+        return rows
 
 
 def stored_or_embed(
@@ -84,16 +111,16 @@ def stored_or_embed(
     db: Path,
     settings: Settings,
     *,
-    prefetched: Mapping[str, tuple[np.ndarray, int]] | None = None,
+    prefetched: Mapping[str, Computed] | None = None,
     embed: EmbedFunction | None = None,
 ) -> EmbeddedTexts:
-    """The vector of every text: stored ones read from the warehouse, the rest embedded now.
+    """The everyday vector of every text: stored ones read from the warehouse, the rest embedded now.
 
     Args:
         texts: Texts by their hash (`extract.content.text_hash`).
         db: DuckDB file holding the stored vectors.
         settings: The embedding model and how texts are chunked for it.
-        prefetched: Vectors and chunk counts already computed for some texts (embedded ahead).
+        prefetched: Vectors already computed for some texts (embedded ahead), as `embed` returns them.
         embed: How to embed the rest (default: this process's embedder); e.g. chunks on a Dask cluster.
 
     Returns:
@@ -105,10 +132,43 @@ def stored_or_embed(
     computed = {digest: prefetched[digest] for digest in texts if digest not in stored and digest in prefetched}
     rest = {digest: text for digest, text in texts.items() if digest not in stored and digest not in computed}
     if rest:
-        vectors, counts = (embed or (lambda items: embed_texts(items, settings)))(list(rest.values()))
-        computed.update(zip(rest, zip(vectors, counts)))
+        vectors, counts, complete = (embed or (lambda items: embed_texts(items, settings)))(list(rest.values()))
+        computed.update(zip(rest, zip(vectors, counts, complete)))
     logger.info("embedded %d texts, reused %d", len(computed), len(stored))
     return EmbeddedTexts(stored, computed)
+
+
+def whole_vectors(texts: Mapping[str, str], db: Path, settings: Settings) -> EmbeddedTexts:
+    """The whole-article vector of every text: stored ones read from the warehouse, the rest embedded now.
+
+    Args:
+        texts: Texts by their hash.
+        db: DuckDB file holding the stored vectors.
+        settings: The embedding model and how texts are chunked for it.
+    """
+    if not texts:
+        return EmbeddedTexts()
+    # Not read-only: the embedding-ahead thread may hold a writable connection to the same file in
+    # this process, and DuckDB refuses a second one of another configuration.
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
+        stored = stored_embeddings(connection, whole_model_key(settings), list(texts))
+    rest = {digest: text for digest, text in texts.items() if digest not in stored}
+    computed: dict[str, Computed] = {}
+    if rest:
+        vectors, counts = get_embedder(settings).embed(list(rest.values()))
+        computed = {digest: (vector, count, True) for digest, vector, count in zip(rest, vectors, counts)}
+        logger.info("embedded %d whole articles a verdict needed", len(rest))
+    return EmbeddedTexts(stored, computed)
+
+
+def verdict_whole_vectors(connection, settings: Settings) -> int:
+    """How many stored texts have a whole-article vector their lead's did not give: those a verdict asked for."""
+    lead = lead_chunks(settings)
+    if not lead:
+        return 0
+    return connection.execute(
+        "SELECT count(*) FROM embeddings WHERE model = ? AND chunk_count > ?", [whole_model_key(settings), lead]
+    ).fetchone()[0]
 
 
 class EmbeddingPrefetch:
@@ -129,7 +189,7 @@ class EmbeddingPrefetch:
     def __init__(self, db: Path, settings: Settings, batch_articles: int = 16):
         self._db, self._settings, self._batch_articles = db, settings, batch_articles
         self._queue: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
-        self._vectors: dict[str, tuple[np.ndarray, int]] = {}
+        self._vectors: dict[str, Computed] = {}
         self._seen: set[str] = set()
         self._pending: set[str] = set()  # queued and not yet embedded (or given up)
         self._changed = threading.Condition()
@@ -148,15 +208,15 @@ class EmbeddingPrefetch:
                 self._thread.start()
         self._queue.put((digest, text))
 
-    def vectors_for(self, digests) -> dict[str, tuple[np.ndarray, int]]:
-        """The (vector, chunk count) of these text hashes that were embedded ahead, waiting for queued ones."""
+    def vectors_for(self, digests) -> dict[str, Computed]:
+        """The vectors of these text hashes that were embedded ahead, waiting for queued ones."""
         wanted = set(digests)
         with self._changed:
             self._changed.wait_for(lambda: not (wanted & self._pending))
             return {digest: self._vectors.pop(digest) for digest in wanted if digest in self._vectors}
 
-    def finish(self) -> dict[str, tuple[np.ndarray, int]]:
-        """Wait for the queued texts; the (vector, chunk count) not taken yet, by text hash."""
+    def finish(self) -> dict[str, Computed]:
+        """Wait for the queued texts; the vectors not taken yet, by text hash."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()

@@ -351,9 +351,9 @@ def _store_batch(
     ingested_at = totals.ingested_at()
     prepared, already_stored = prepare(articles, db, ingested_at, settings)
 
-    def embed_in_chunks(texts: list[str]) -> tuple[list, list[int]]:
+    def embed_in_chunks(texts: list[str]) -> tuple[list, list[int], list[bool]]:
         embedded = run_chunks(embed, [{"texts": chunk, "settings": settings} for chunk in _chunks(texts, settings)])
-        return [v for chunk_vectors, _ in embedded for v in chunk_vectors], [c for _, counts in embedded for c in counts]
+        return tuple([value for parts in embedded for value in parts[field]] for field in range(3))
 
     prefetched = prefetch.vectors_for(item.text_hash for item in prepared) if prefetch is not None else {}
     embeddings = pipeline.embed_articles(prepared, db, settings, prefetched=prefetched, embed=embed_in_chunks)

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from extract.content import EXTRACTOR, article_from_html, text_hash
 from extract.terms import extract_terms
-from flows.embedding import embedding_model_key, stored_or_embed
+from flows.embedding import embedding_model_key, stored_or_embed, whole_model_key
 from flows.search import discard_search_index
 from flows.runs import RunSummary, recorded_run
 from flows.settings import Settings
@@ -85,7 +85,7 @@ def reextract_pages(db: Path, settings: Settings, *, everything: bool = False, c
                 is_original=page.is_original,
             ))
         embedded = stored_or_embed({item.text_hash: item.text for item in extractions}, db, settings)
-        embeddings = embedded.rows(model_key)
+        embeddings = embedded.rows(model_key, whole_model_key(settings))
         new_embeddings += len(embeddings)
         with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             update_extractions(connection, extractions, embeddings)

@@ -10,7 +10,7 @@ writes, so other processes can query between stages.
 import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ from extract.dedupe import DedupeItem, find_duplicates
 from extract.feeds import canonicalize_url
 from extract.neighbours import nearest_in_batch
 from extract.terms import TermWeights, extract_terms
-from flows.embedding import embedding_model_key, stored_or_embed
+from flows.embedding import embedding_model_key, lead_chunks, stored_or_embed, whole_model_key, whole_vectors
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, PageRow, load_batch
@@ -46,7 +46,8 @@ class PreparedArticle:
     text_hash: str
     terms: Counter
     seen_at: datetime  # published, else ingested
-    vector: np.ndarray | None = None
+    vector: np.ndarray | None = None  # the everyday vector (of the lead)
+    whole_vector: np.ndarray | None = None  # known when the lead is the whole text
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Verdicts:
 
     duplicates: dict = field(default_factory=dict)
     stories: dict = field(default_factory=dict)
+    embeddings: list = field(default_factory=list)  # whole-article vectors a verdict needed, to store
 
     @property
     def new_stories(self) -> int:
@@ -107,7 +109,36 @@ def embed_articles(prepared: list[PreparedArticle], db: Path, settings: Settings
     embedded = stored_or_embed({item.text_hash: item.article.text for item in prepared}, db, settings, **options)
     for item in prepared:
         item.vector = embedded.vector(item.text_hash)
-    return embedded.rows(embedding_model_key(settings))
+        computed = embedded.computed.get(item.text_hash)
+        if computed is not None and computed[2]:
+            item.whole_vector = item.vector
+    return embedded.rows(embedding_model_key(settings), whole_model_key(settings))
+
+
+# How far under the rewrite bar a pair counts as a near repeat: its neighbours are rivals too, and
+# with everyday vectors of the leads, it is checked with whole-article vectors.
+NEAR_REPEAT = 0.05
+
+
+class WholeVectors:
+    """Whole-article vectors for dedupe, computed only for the articles a verdict asks about, and kept."""
+
+    def __init__(self, db: Path, settings: Settings, prepared: list[PreparedArticle], history):
+        self._db, self._settings = db, settings
+        self._texts = {h.article_id: (h.text_hash, h.text) for h in history.articles if h.text}
+        self._texts.update({item.article_id: (item.text_hash, item.article.text) for item in prepared})
+        self._known = {item.article_id: item.whole_vector for item in prepared if item.whole_vector is not None}
+        self.rows: list[EmbeddingRow] = []
+        self.embedded = 0
+
+    def __call__(self, article_ids: list[str]) -> dict[str, np.ndarray]:
+        wanted = [a for a in article_ids if a not in self._known]
+        if wanted:
+            embedded = whole_vectors({self._texts[a][0]: self._texts[a][1] for a in wanted}, self._db, self._settings)
+            self.rows += embedded.rows(whole_model_key(self._settings))
+            self.embedded += len(embedded.computed)
+            self._known.update({a: embedded.vector(self._texts[a][0]) for a in wanted})
+        return {a: self._known[a] for a in article_ids}
 
 
 def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Settings) -> Verdicts:
@@ -129,6 +160,7 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
             sorted(set().union(*near)),
             [item.canonical_url for item in prepared],
             [item.text_hash for item in prepared],
+            fallback_model=whole_model_key(settings),
         )
         document_counts, total = term_statistics(connection, list(batch_terms))
     # Articles embedded with another model still count for URL and text matches, not for similarity.
@@ -140,7 +172,7 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
     # Within the batch too, each article is compared only with its nearest articles (and, for the
     # rewrite margin, with theirs when they are nearly identical): no step compares every pair.
     batch = nearest_in_batch(np.stack([item.vector for item in prepared]), settings.history_neighbours)
-    floor = settings.rewrite_similarity - 0.05
+    floor = settings.rewrite_similarity - NEAR_REPEAT
     batch_near = [frozenset(prepared[q].article_id for q in batch.of(p)) for p in range(len(prepared))]
     compared_stored, compared_batch = [], []
     for p in range(len(prepared)):
@@ -150,12 +182,18 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
             within |= batch_near[q]
         compared_stored.append(frozenset(stored))
         compared_batch.append(frozenset(within - {prepared[p].article_id}))
+    rules, whole = settings.dedupe_rules(), None
+    if lead_chunks(settings):
+        rules, whole = replace(rules, rewrite_gate=floor), WholeVectors(db, settings, prepared, history)
     duplicates = find_duplicates(
         [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms, None, stored, within)
          for p, stored, within in zip(prepared, compared_stored, compared_batch)],
         [DedupeItem(h.article_id, h.canonical_url, h.text_hash, h.text, h.vector, h.terms, h.duplicate_of) for h in history.articles],
-        settings.dedupe_rules(),
+        rules,
+        whole,
     )
+    if whole is not None and whole.embedded:
+        logger.info("embedded %d whole articles for possible rewrites", whole.embedded)
 
     stories = [
         Story(s.story_id, s.vector_sum.astype(np.float64), Counter(s.term_counts), s.first_seen_at, s.last_seen_at, set(s.member_ids))
@@ -190,7 +228,7 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
     story_of.update({article_id: a.story_id for article_id, a in assignments.items()})
     for article_id, match in duplicates.items():
         assignments[article_id] = StoryAssignment(story_of[match.original_id], match.similarity, False)
-    return Verdicts(duplicates, assignments)
+    return Verdicts(duplicates, assignments, whole.rows if whole is not None else [])
 
 
 def nearest_stored(connection, db: Path, vectors: np.ndarray, settings: Settings) -> list[set[str]]:
@@ -203,16 +241,17 @@ def nearest_stored(connection, db: Path, vectors: np.ndarray, settings: Settings
     index = VectorIndex(
         db, embedding_model_key(settings), vectors.shape[1],
         exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
+        fallback_model=whole_model_key(settings),
     )
     index.sync(connection)
     if index.changed:
         index.save()
     found = index.search(vectors, settings.history_neighbours)
     near = [set(hits) for hits in found]
-    floor = settings.rewrite_similarity - 0.05
+    floor = settings.rewrite_similarity - NEAR_REPEAT
     close = sorted({article_id for hits in found for article_id, similarity in hits.items() if similarity >= floor})
     if close:
-        exact = stored_vectors(connection, embedding_model_key(settings), close)
+        exact = stored_vectors(connection, embedding_model_key(settings), close, whole_model_key(settings))
         if exact:
             rivals = dict(zip(exact, index.search(np.stack(list(exact.values())), settings.history_neighbours)))
             for hits in near:
@@ -266,7 +305,7 @@ def build_load_batch(
             image_url=article.image_url,
             extracted_with=EXTRACTOR if origin and origin.html_zlib is not None else None,
         ))
-    return LoadBatch(rows, embeddings, {item.article_id: dict(item.terms) for item in prepared}, pages)
+    return LoadBatch(rows, embeddings + verdicts.embeddings, {item.article_id: dict(item.terms) for item in prepared}, pages)
 
 
 def load(batch: LoadBatch, db: Path, settings: Settings) -> LoadResult:

@@ -16,7 +16,7 @@ import numpy as np
 
 from extract.query import Query, parse_query
 from extract.search_index import SearchDocument, SearchIndex, SearchIndexBusy, SearchIndexError, discard, read_state
-from flows.embedding import embedding_model_key, get_embedder
+from flows.embedding import embedding_model_key, get_embedder, whole_model_key
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.queries import articles_by_id
@@ -126,6 +126,7 @@ def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int) -> lis
     index = VectorIndex(
         db, embedding_model_key(settings), len(vector),
         exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
+        fallback_model=whole_model_key(settings),
     )
     with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
         index.sync(connection)  # in memory only: the runs save it

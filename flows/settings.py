@@ -41,6 +41,7 @@ class Settings(BaseSettings):
         description="Sentence-transformers model name or local path; the default is the bundled MiniLM.",
     )
     chunk_tokens: int = Field(128, ge=16, le=512, description="Word pieces per embedded chunk; articles are embedded whole, chunk by chunk.")
+    embed_lead_chunks: int = Field(3, ge=0, le=64, description="Chunks of an article's beginning that make its everyday vector (neighbours, stories, search, semantic watches); its whole-article vector is computed only when a possible rewrite needs it (0: every article is embedded whole).")
     embed_max_chunks: int = Field(0, ge=0, description="Embed only the first this many chunks of an article (0: the whole article); faster on long articles, and part of the vectors' model key.")
     embed_max_characters: int = Field(100_000, ge=1000, description="Embed only the first this many characters of a longer text (a bound for pathological input; news articles are far shorter).")
     embed_batch_size: int = Field(32, ge=1, description="Chunks per embedding batch.")

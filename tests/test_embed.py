@@ -18,7 +18,7 @@ from extract.content import article_from_text
 from extract.chunks import split_sentences
 from extract.embed import Embedder
 from extract.openvino_backend import cached_export, export_roots
-from flows.embedding import embedding_model_key
+from flows.embedding import embedding_model_key, whole_model_key
 from flows.settings import Settings
 
 SEEDS = sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.txt"))
@@ -100,10 +100,13 @@ def test_an_unknown_backend_is_refused():
 
 
 def test_int8_vectors_are_stored_apart_and_fp32_backends_share_a_key():
-    keys = {backend: embedding_model_key(Settings(embed_backend=backend)) for backend in embed.BACKENDS}
+    keys = {backend: whole_model_key(Settings(embed_backend=backend)) for backend in embed.BACKENDS}
     # OpenVINO fp32 gives torch's vectors; vectors stored before backends existed keep their key.
-    assert keys["auto"] == keys["torch"] == keys["openvino"] == embedding_model_key(Settings()) == "all-MiniLM-L6-v2@128"
+    assert keys["auto"] == keys["torch"] == keys["openvino"] == whole_model_key(Settings()) == "all-MiniLM-L6-v2@128"
     assert keys["openvino-int8"] == "all-MiniLM-L6-v2@128+openvino-int8"
+    # Everyday vectors of the leads are keyed by their chunk count; whole articles by none.
+    assert embedding_model_key(Settings()) == "all-MiniLM-L6-v2@128x3"
+    assert embedding_model_key(Settings(embed_lead_chunks=0)) == "all-MiniLM-L6-v2@128"
 
 
 def test_auto_is_torch_without_a_warning_when_openvino_is_missing(monkeypatch, caplog, tmp_path):
@@ -263,8 +266,11 @@ def test_max_chunks_embeds_only_an_articles_first_chunks(embedder, seed_texts):
 
 
 def test_capped_vectors_are_stored_apart():
-    assert embedding_model_key(Settings(embed_max_chunks=4)) == "all-MiniLM-L6-v2@128x4"
-    assert embedding_model_key(Settings(embed_max_chunks=4, embed_backend="openvino-int8")) == "all-MiniLM-L6-v2@128x4+openvino-int8"
+    assert embedding_model_key(Settings(embed_max_chunks=4)) == "all-MiniLM-L6-v2@128x3"  # the lead is shorter
+    assert embedding_model_key(Settings(embed_max_chunks=4, embed_lead_chunks=0)) == "all-MiniLM-L6-v2@128x4"
+    assert whole_model_key(Settings(embed_max_chunks=4)) == "all-MiniLM-L6-v2@128x4"
+    assert embedding_model_key(Settings(embed_max_chunks=2)) == "all-MiniLM-L6-v2@128x2"  # no lead beyond the cap
+    assert whole_model_key(Settings(embed_max_chunks=4, embed_backend="openvino-int8")) == "all-MiniLM-L6-v2@128x4+openvino-int8"
 
 
 def cuda_available() -> bool:
@@ -392,3 +398,25 @@ def test_a_model_that_cannot_be_loaded_is_one_sentence(tmp_path, monkeypatch):
     with pytest.raises(embed.EmbeddingModelError, match=f"^cannot load embedding model {tmp_path / 'broken'}: ") as caught:
         Embedder(model=str(tmp_path / "broken")).load()
     assert "\n" not in str(caught.value)
+
+
+def test_a_lead_is_the_first_chunks_of_the_whole_chunking(embedder, seed_texts):
+    from extract.chunks import pack_chunks, pack_lead
+
+    tokenizer, limit = embedder._model.tokenizer, embedder.chunk_tokens
+    long_sentence = "word " * 300 + "end."
+    for text in [*seed_texts, OPENING, long_sentence + " After it. " + OPENING, "Short.", ""]:
+        whole = pack_chunks(text, tokenizer, limit)
+        for count in (1, 2, 3, 50):
+            lead, complete = pack_lead(text, tokenizer, limit, count)
+            assert lead == whole[:count], (text[:40], count)
+            assert complete == (len(whole) <= count), (text[:40], count)
+
+
+def test_lead_vectors_embed_only_the_beginning_and_say_when_it_is_the_whole(embedder, seed_texts):
+    texts = [OPENING, "A short report of two sentences. Nothing more."]
+    vectors, counts, complete = embedder.embed_leads(texts, 2)
+    assert counts == [2, 1] and complete == [False, True]
+    first_two = " ".join(chunk for chunk, _ in embedder.chunk(OPENING)[:2])
+    assert float(vectors[0] @ embedder.embed([first_two])[0][0]) > 0.999
+    assert float(vectors[1] @ embedder.embed([texts[1]])[0][0]) > 0.9999  # a whole text: its lead is its vector

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from flows.embedding import embedding_model_key
 from flows.ingest import ingest_feeds
 from flows.settings import Settings
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS, page, serve_seed_site
@@ -253,10 +254,12 @@ def test_extraction_workers_and_embedding_ahead_store_what_a_plain_run_stores(tm
             query(db, "SELECT url, title, text, text_hash, published_at, text_source, duplicate_kind FROM articles ORDER BY url"),
             query(db, "SELECT a.url, d.url FROM articles a LEFT JOIN articles d ON a.duplicate_of = d.article_id ORDER BY 1"),
             query(db, "SELECT list(url ORDER BY url) FROM articles GROUP BY story_id ORDER BY 1"),
-            query(db, "SELECT text_hash, chunk_count, vector FROM embeddings ORDER BY text_hash"),
+            # Everyday vectors of the leads and the whole-article ones the verdicts needed.
+            query(db, "SELECT text_hash, model, chunk_count, vector FROM embeddings ORDER BY text_hash, model"),
         )
     (rows1, dups1, stories1, vectors1), (rows2, dups2, stories2, vectors2) = stored[1], stored[2]
     assert rows1 == rows2 and dups1 == dups2 and stories1 == stories2
-    assert [row[:2] for row in vectors1] == [row[:2] for row in vectors2] and len(vectors1) == 18
-    for (_, _, first), (_, _, second) in zip(vectors1, vectors2):
+    assert [row[:3] for row in vectors1] == [row[:3] for row in vectors2]
+    assert sum(model == embedding_model_key(Settings()) for _, model, _, _ in vectors1) == 18
+    for (*_, first), (*_, second) in zip(vectors1, vectors2):
         assert sum(a * b for a, b in zip(first, second)) > 0.9999

@@ -3,9 +3,11 @@
 import duckdb
 import pytest
 
+from flows.embedding import verdict_whole_vectors
 from flows.ingest import ingest_fixtures
 from flows.settings import Settings
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
+from warehouse.connection import open_warehouse
 
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -103,3 +105,43 @@ def test_unrelated_html_page_opens_its_own_story(tmp_path, seeds_copy):
     assert harvest["dup"] is None
     assert harvest["title"] == "Record corn harvest in Iowa"
     assert harvest["published"].date().isoformat() == "2023-11-28"
+
+
+def embedding_rows(db):
+    connection = duckdb.connect(str(db), read_only=True)
+    try:
+        return connection.execute("SELECT model, chunk_count FROM embeddings ORDER BY model, chunk_count").fetchall()
+    finally:
+        connection.close()
+
+
+def test_the_rewrite_is_decided_by_whole_articles_while_every_article_gets_only_its_lead(tmp_path):
+    db = tmp_path / "nw.duckdb"
+    ingest_fixtures(SEEDS, db, Settings(embed_lead_chunks=2))
+    rows, _ = articles(db)
+    assert rows[REWRITE]["dup"] == rows[ORIGINAL]["id"] and rows[REWRITE]["kind"] == "rewrite"
+    assert rows[OTHER]["dup"] is None and len({row["story"] for row in rows.values()}) == 1
+    connection = duckdb.connect(str(db), read_only=True)
+    try:
+        (similarity,), = connection.execute(
+            "SELECT duplicate_similarity FROM articles WHERE duplicate_kind = 'rewrite'").fetchall()
+    finally:
+        connection.close()
+    assert 0.93 <= similarity < 0.95  # the whole articles' cosine (their two-chunk leads are at 0.91)
+    stored = embedding_rows(db)
+    assert [count for model, count in stored if model.endswith("@128x2")] == [2, 2, 2]
+    # Only the pair a verdict needed was embedded whole (the third article's lead is not its whole text).
+    assert len([model for model, _ in stored if model.endswith("@128")]) == 2
+    with open_warehouse(db, read_only=True) as connection:
+        assert verdict_whole_vectors(connection, Settings(embed_lead_chunks=2)) == 2
+
+
+def test_a_warehouse_of_whole_vectors_goes_on_comparing_with_them_after_leads_are_on(tmp_path, seeds_copy):
+    db = tmp_path / "nw.duckdb"
+    ingest_fixtures(seeds_copy(ORIGINAL), db, Settings(embed_lead_chunks=0))
+    assert {model for model, _ in embedding_rows(db)} == {"all-MiniLM-L6-v2@128"}
+    summary = ingest_fixtures(seeds_copy(REWRITE, OTHER), db, Settings(embed_lead_chunks=2))
+    assert (summary.new_articles, summary.duplicates, summary.new_stories) == (2, 1, 0)
+    rows, _ = articles(db)
+    assert rows[REWRITE]["dup"] == rows[ORIGINAL]["id"] and rows[REWRITE]["kind"] == "rewrite"
+    assert len({row["story"] for row in rows.values()}) == 1

@@ -30,7 +30,7 @@ def test_prefetched_vectors_equal_the_run_s_own(tmp_path, seed_texts):
         prefetch.add(text)
     got = prefetch.finish()
     assert set(got) == {text_hash(text) for text in seed_texts}
-    vectors, counts = embedding.embed_texts(seed_texts, settings)
+    vectors, counts, _ = embedding.embed_texts(seed_texts, settings)
     for text, vector, count in zip(seed_texts, vectors, counts):
         np.testing.assert_allclose(got[text_hash(text)][0], vector, atol=1e-5)
         assert got[text_hash(text)][1] == count
@@ -91,12 +91,12 @@ def test_stored_or_embed_takes_stored_then_prefetched_vectors_and_embeds_only_th
             "INSERT INTO embeddings VALUES (?, ?, ?, 1, ?)",
             ["a", embedding.embedding_model_key(settings), [0.5, 0.5], datetime.now(UTC)],
         ).fetchall()
-    prefetched = {"b": (np.array([0.0, 1.0]), 2), "a": (np.array([9.0, 9.0]), 9)}
+    prefetched = {"b": (np.array([0.0, 1.0]), 2, False), "a": (np.array([9.0, 9.0]), 9, False)}
     asked = []
 
     def embed_rest(texts):
         asked.append(texts)
-        return [np.array([float(len(asked)), 0.0])] * len(texts), [1] * len(texts)
+        return [np.array([float(len(asked)), 0.0])] * len(texts), [1] * len(texts), [True] * len(texts)
 
     texts = {"a": "text a", "b": "text b", "c": "text c", "d": "text d"}
     embedded = embedding.stored_or_embed(texts, db, settings, prefetched=prefetched, embed=embed_rest)
@@ -105,4 +105,8 @@ def test_stored_or_embed_takes_stored_then_prefetched_vectors_and_embeds_only_th
     rows = embedded.rows("key")
     assert sorted((row.text_hash, row.chunk_count) for row in rows) == [("b", 2), ("c", 1), ("d", 1)]
     assert {row.model for row in rows} == {"key"}
+    # A lead that is its whole text is stored as the whole article's vector too.
+    both = embedded.rows("key@lead", "key")
+    assert sorted((row.text_hash, row.model) for row in both) == [
+        ("b", "key@lead"), ("c", "key"), ("c", "key@lead"), ("d", "key"), ("d", "key@lead")]
     assert embedding.stored_or_embed({"a": "text a"}, db, settings, embed=embed_rest).computed == {} and len(asked) == 1

@@ -21,7 +21,9 @@ def stored(db):
             "SELECT url, title, text_hash, language, text_source, duplicate_of, duplicate_kind, story_id"
             " FROM articles ORDER BY url"
         ).fetchall()
-        vectors = dict(connection.execute("SELECT text_hash, vector FROM embeddings").fetchall())
+        # Everyday (lead) vectors and the whole-article ones the verdicts needed, by (text hash, model key).
+        vectors = {(text_hash, model): vector for text_hash, model, vector in
+                   connection.execute("SELECT text_hash, model, vector FROM embeddings").fetchall()}
         pages = connection.execute("SELECT article_id, final_url FROM pages ORDER BY 1").fetchall()
     finally:
         connection.close()
@@ -45,5 +47,5 @@ def test_dask_runner_stores_what_the_default_runner_stores(tmp_path, seed_site, 
     assert dask_articles == local_articles
     assert dask_pages == local_pages
     assert dask_vectors.keys() == local_vectors.keys()
-    for text_hash, vector in local_vectors.items():
-        assert np.allclose(vector, dask_vectors[text_hash], atol=1e-5), text_hash
+    for key, vector in local_vectors.items():
+        assert np.allclose(vector, dask_vectors[key], atol=1e-5), key

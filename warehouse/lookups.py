@@ -10,7 +10,7 @@ from datetime import datetime
 import duckdb
 import numpy as np
 
-from warehouse.sql import execute
+from warehouse.sql import execute, vectors_of
 
 
 def stored_urls(connection: duckdb.DuckDBPyConnection, urls: list[str]) -> set[str]:
@@ -116,6 +116,7 @@ def story_history(
     neighbour_ids: list[str],
     canonical_urls: list[str],
     text_hashes: list[str],
+    fallback_model: str | None = None,
 ) -> StoredHistory:
     """What a batch is compared with, read for the batch's candidates only.
 
@@ -126,19 +127,21 @@ def story_history(
       vector sum, term counts and time span of its original members.
 
     An article is seen at its publish time, else when it was ingested. Oldest first.
-    Vectors come through Arrow, never as Python floats.
+    Vectors are `model`'s, else `fallback_model`'s (`warehouse.sql.vectors_of`); they come through
+    Arrow, never as Python floats.
     """
     parameters = [neighbour_ids, canonical_urls, text_hashes, canonical_urls, text_hashes, since, since]
+    vectors, vector_parameters = vectors_of(model, fallback_model)
     table = connection.sql(
-        _CANDIDATES + """
+        _CANDIDATES + f"""
         SELECT c.article_id, c.story_id, c.duplicate_of, c.canonical_url, c.text_hash,
                CASE WHEN c.candidate THEN c.text ELSE '' END AS text, c.seen_at, c.candidate, c.member,
                e.vector
-        FROM chosen c LEFT JOIN embeddings e ON e.text_hash = c.text_hash AND e.model = ?
+        FROM chosen c LEFT JOIN {vectors} e ON e.text_hash = c.text_hash
         WHERE c.candidate OR (c.member AND c.duplicate_of IS NULL)
         ORDER BY c.seen_at, c.ingested_at, c.article_id
         """,
-        params=[*parameters, model],
+        params=[*parameters, *vector_parameters],
     ).to_arrow_table()
     columns = {name: table.column(name).to_pylist() for name in table.column_names if name != "vector"}
     vectors, has_vector = _vectors(table.column("vector"))
@@ -199,14 +202,17 @@ def _vectors(column) -> tuple[np.ndarray, np.ndarray]:
     return vectors, full
 
 
-def stored_vectors(connection: duckdb.DuckDBPyConnection, model: str, article_ids: list[str]) -> dict[str, np.ndarray]:
-    """The exact stored vectors of these articles under one embedding model."""
+def stored_vectors(
+    connection: duckdb.DuckDBPyConnection, model: str, article_ids: list[str], fallback_model: str | None = None
+) -> dict[str, np.ndarray]:
+    """The exact stored vectors of these articles under one embedding model (else `fallback_model`)."""
+    vectors, vector_parameters = vectors_of(model, fallback_model)
     rows = execute(connection,
-        """
+        f"""
         SELECT a.article_id, e.vector FROM articles a
-        JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
+        JOIN {vectors} e ON e.text_hash = a.text_hash
         WHERE a.article_id IN (SELECT unnest(?::VARCHAR[]))
         """,
-        [model, article_ids],
+        [*vector_parameters, article_ids],
     )
     return {article_id: np.asarray(vector, dtype=np.float32) for article_id, vector in rows}

@@ -32,7 +32,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from warehouse.sql import execute
+from warehouse.sql import execute, vectors_of
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +78,12 @@ class VectorIndex:
 
     def __init__(
         self, db: Path, model: str, dimensions: int, exact_limit: int = 50_000, neighbours_per_node: int = 32,
-        search_depth: int = 512,
+        search_depth: int = 512, fallback_model: str | None = None,
     ):
         self.db = Path(db)
         self.model = model
+        # Texts without a vector of `model` are indexed by their `fallback_model` one (`warehouse.sql.vectors_of`).
+        self.fallback_model = fallback_model
         self.dimensions = dimensions
         self.exact_limit = exact_limit
         self.neighbours_per_node = neighbours_per_node
@@ -155,10 +157,8 @@ class VectorIndex:
         if count is None:
             count, latest = execute(connection, "SELECT count(*), max(ingested_at) FROM articles")[0]
             latest = latest.isoformat() if latest is not None else None
-        total = execute(connection,
-            "SELECT count(*) FROM articles a JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?",
-            [self.model],
-        )[0][0]
+        vectors, parameters = vectors_of(self.model, self.fallback_model)
+        total = execute(connection, f"SELECT count(*) FROM articles a JOIN {vectors} e ON e.text_hash = a.text_hash", parameters)[0][0]
         kind = "exact" if total <= self.exact_limit else "graph"
         self.index = self._empty(kind)
         self.state = IndexState(self.model, self.dimensions, kind, 0, count, latest)
@@ -184,9 +184,8 @@ class VectorIndex:
 
     def _train(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Fit the scalar quantiser's ranges on a sample of stored vectors."""
-        sample = execute(connection,
-            "SELECT e.vector FROM embeddings e WHERE e.model = ? USING SAMPLE 20000 ROWS", [self.model]
-        )
+        vectors, parameters = vectors_of(self.model, self.fallback_model)
+        sample = execute(connection, f"SELECT e.vector FROM {vectors} e USING SAMPLE 20000 ROWS", parameters)
         vectors = np.asarray([row[0] for row in sample], dtype=np.float32).reshape(-1, self.dimensions)
         self.index.train(vectors)
 
@@ -203,13 +202,14 @@ class VectorIndex:
         logger.info("vector index grew past %d; moved %d vectors to an HNSW graph", self.exact_limit, len(keys))
 
     def _add_rows(self, connection: duckdb.DuckDBPyConnection, where: str, parameters: list) -> int:
+        vectors, vector_parameters = vectors_of(self.model, self.fallback_model)
         reader = connection.sql(
             f"""
             SELECT a.article_id, e.vector FROM articles a
-            JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
+            JOIN {vectors} e ON e.text_hash = a.text_hash
             {where}
             """,
-            params=[self.model, *parameters],
+            params=[*vector_parameters, *parameters],
         ).to_arrow_reader(_READ_BATCH)
         added = 0
         for batch in reader:
