@@ -118,6 +118,7 @@ def evaluate(docs: list[dict], *, runs: int = 1, keep_db: Path | None = None, se
     Returns:
         B-cubed precision/recall/F1 of the stories, duplicate pair scores and counts, and the seconds taken.
     """
+    from flows.embedding import verdict_whole_vectors
     from flows.ingest import ingest_fixtures
     from flows.settings import Settings
     from warehouse.connection import open_warehouse
@@ -139,6 +140,7 @@ def evaluate(docs: list[dict], *, runs: int = 1, keep_db: Path | None = None, se
         elapsed = time.perf_counter() - started
         with open_warehouse(db, read_only=True) as connection:
             rows = connection.execute("SELECT url, article_id, duplicate_of, story_id FROM articles").fetchall()
+            wholes = verdict_whole_vectors(connection, settings)
     doc_of = {article_id: url.rsplit("__", 1)[1].removesuffix(".txt") for url, article_id, _, _ in rows}
     story = {doc_of[article_id]: story_id for _, article_id, _, story_id in rows}
     group = {doc_of[article_id]: duplicate_of or article_id for _, article_id, duplicate_of, _ in rows}
@@ -159,6 +161,7 @@ def evaluate(docs: list[dict], *, runs: int = 1, keep_db: Path | None = None, se
         "copies_found": f"{duplicates['found']}/{duplicates['copies']}",
         "cross_story_duplicates": duplicates["cross_story_false"],
         "same_story_different_article_duplicates": duplicates["same_story_false"],
+        "whole_vectors_a_verdict_needed": wholes,
         "seconds": round(elapsed, 1),
     }
 

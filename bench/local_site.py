@@ -8,8 +8,10 @@ from xml.sax.saxutils import escape
 class LocalSite:
     """Serves `/feed/<n>.xml` (every `feeds`-th page) and `/page/<key>`; answers 304 to a repeated ETag."""
 
-    def __init__(self, pages: dict[str, bytes], feeds: int = 1) -> None:
+    def __init__(self, pages: dict[str, bytes], feeds: int = 1, entries: dict[str, dict] | None = None) -> None:
         self.pages = pages
+        # Per page, what its feed entry says besides the link: `title`, `published` (RFC 822), `author`.
+        self.entries = entries or {}
         keys = sorted(pages)
         self.feed_keys = [keys[index::feeds] for index in range(feeds)]
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -33,11 +35,21 @@ class LocalSite:
         self.server.server_close()
 
     def feed(self, index: int) -> bytes:
-        items = "".join(
-            f"<item><title>{escape(key)}</title><link>{self.base_url}/page/{key}</link></item>"
-            for key in self.feed_keys[index]
-        )
-        return f"<?xml version='1.0'?><rss version='2.0'><channel><title>feed {index}</title>{items}</channel></rss>".encode()
+        items = "".join(self._item(key) for key in self.feed_keys[index])
+        return (
+            "<?xml version='1.0'?><rss version='2.0' xmlns:dc='http://purl.org/dc/elements/1.1/'>"
+            f"<channel><title>feed {index}</title>{items}</channel></rss>"
+        ).encode()
+
+    def _item(self, key: str) -> str:
+        entry = self.entries.get(key, {})
+        parts = [f"<title>{escape(entry.get('title') or key)}</title>", f"<link>{self.base_url}/page/{key}</link>"]
+        if entry.get("published"):
+            parts.append(f"<pubDate>{escape(entry['published'])}</pubDate>")
+        if entry.get("author"):
+            parts.append(f"<dc:creator>{escape(entry['author'])}</dc:creator>")
+        return f"<item>{''.join(parts)}</item>"
+
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         site = self
@@ -72,3 +84,27 @@ class LocalSite:
                 pass
 
         return Handler
+
+
+def entry_metadata(pages: dict[str, bytes]) -> dict[str, dict]:
+    """What a publisher's feed would say of each page: its title, date and author (read from the page once)."""
+    from email.utils import format_datetime
+    from datetime import UTC, datetime
+
+    from trafilatura import load_html
+    from trafilatura.metadata import extract_metadata
+
+    entries = {}
+    for key, html in pages.items():
+        tree = load_html(html)
+        metadata = extract_metadata(tree) if tree is not None else None
+        if metadata is None:
+            continue
+        published = None
+        if metadata.date:
+            try:
+                published = format_datetime(datetime.fromisoformat(metadata.date).replace(tzinfo=UTC))
+            except ValueError:
+                pass
+        entries[key] = {"title": metadata.title, "published": published, "author": metadata.author}
+    return entries

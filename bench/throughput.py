@@ -36,7 +36,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from local_site import LocalSite  # noqa: E402 (a sibling script module)
+from local_site import LocalSite, entry_metadata  # noqa: E402 (a sibling script module)
 
 
 def replicate(folder: Path, count: int) -> dict[str, bytes]:
@@ -64,6 +64,12 @@ def _longest_paragraph_start(html: bytes) -> int:
         if len(match.group(1)) > best_length:
             best, best_length = match.start(1), len(match.group(1))
     return best
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have ended (the extraction workers, once their pool is shut)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mib() -> float:
@@ -117,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between two requests to the (one) local host, as polite fetching waits")
     parser.add_argument("--no-flow", action="store_true", help="skip the no-op run through the Prefect flow")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--feed-metadata", action="store_true",
+        help="the feed entries give each page's title, date and author, as publishers' feeds do (read from the pages first)",
+    )
     args = parser.parse_args(argv)
     html_folder = args.data / "html" if (args.data / "html").is_dir() else args.data
     pages = replicate(html_folder, args.articles)
@@ -137,15 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     embedder.load()
     model_seconds = time.perf_counter() - started
     stages: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # CPU seconds per stage: this process's (every thread), and the workers'
     prefetched_counts: list[int] = []
+    whole_counts: list[int] = []  # whole-article vectors a verdict needed, per run
 
     def timed(name, function, *args_, **kwargs):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         value = function(*args_, **kwargs)
         stages[name] = time.perf_counter() - began
+        cpu[name] = time.process_time() - began_cpu
         return value
 
-    with LocalSite(pages, args.feeds) as site, tempfile.TemporaryDirectory() as scratch:
+    entries = entry_metadata(pages) if args.feed_metadata else None
+    with LocalSite(pages, args.feeds, entries) as site, tempfile.TemporaryDirectory() as scratch:
         db = Path(scratch) / "throughput.duckdb"
         with open_warehouse(db) as connection:
             for url in site.feed_urls:
@@ -162,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             # and each article is embedded in a thread as soon as it is extracted.
             prefetch = None if args.no_overlap else embedding.EmbeddingPrefetch(db, settings)
             on_article = (lambda item: prefetch.add(item.article.text)) if prefetch else None
+            workers_before = children_cpu_seconds()
             with extraction_pool(extraction_workers(settings.extract_workers)) as extractor:
                 polled = timed("fetch+extract" + ("+embed" if prefetch else ""), lambda: asyncio.run(poll(
                     feeds, fetch_policy(settings), timedelta(minutes=15), is_stored, extractor=extractor,
                     on_article=on_article)))
+            cpu["extraction workers"] = children_cpu_seconds() - workers_before
             prefetched = timed("embed, waiting", prefetch.finish) if prefetch else {}
             prefetched_counts.append(len(prefetched))
             if polled.articles is not None:
@@ -176,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             prepared, _ = timed("prepare", pipeline.prepare_articles, [a.article for a in extracted], db, ingested_at, settings)
             embeddings = timed("embed, rest", pipeline.embed_articles, prepared, db, settings, prefetched=prefetched)
             verdicts = timed("dedupe+cluster", pipeline.dedupe_and_cluster, prepared, db, settings)
+            whole_counts.append(len(verdicts.embeddings))
             fetched = {item.article.url: item for item in extracted}
             batch = pipeline.build_load_batch(prepared, verdicts, embeddings, "feeds", ingested_at, fetched)
             batch.feed_outcomes, batch.fetch_failures = polled.outcomes, polled.failures
@@ -187,18 +204,19 @@ def main(argv: list[str] | None = None) -> int:
             polled, prepared, loaded = run_once()
         total = time.perf_counter() - started
         worker_rss = workers.peak_kib / 1024
-        first_stages = dict(stages)
+        first_stages, first_cpu = dict(stages), dict(cpu)
         # The texts the run had to embed: each distinct text once (a replica whose marker sentence
         # extraction dropped repeats another's text, and the pipeline embeds a text only once).
         texts = list(dict.fromkeys(item.article.text for item in prepared))
 
         # The ceiling: the same texts through the embedder alone, before Prefect's temporary
         # server (started below) competes for the CPU; as articles/s over all stored articles.
-        ceiling = None
+        ceiling = ceiling_cpu = None
         if not args.no_ceiling and texts:
-            started = time.perf_counter()
-            embedder.embed(texts)
+            started, started_cpu = time.perf_counter(), time.process_time()
+            embedding.embed_texts(texts, settings)  # everyday vectors: the leads when NEWSWATCH_EMBED_LEAD_CHUNKS is set
             ceiling = len(prepared) / (time.perf_counter() - started)
+            ceiling_cpu = (time.process_time() - started_cpu) / len(texts)
 
         started = time.perf_counter()
         second, _, _ = run_once()
@@ -227,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "duplicates": loaded.duplicates,
         "fetch_failures": len(polled.failures),
         "embedding": f"{embedder.backend_in_use} on {embedder.device_in_use}",
+        "feed_metadata": bool(args.feed_metadata),
         "extraction_workers": extraction_workers(settings.extract_workers),
         "model_load_seconds": round(model_seconds, 1),
         "end_to_end_seconds": round(total, 1),
@@ -235,8 +254,14 @@ def main(argv: list[str] | None = None) -> int:
             name: {"seconds": round(seconds, 2), "articles_per_second": round(articles / seconds, 1) if seconds else None}
             for name, seconds in first_stages.items()
         },
+        # CPU ms per stored article: the workers' (extraction, with their start-up) and this
+        # process's per stage (fetching, feed parsing and the embedding thread share the first).
+        "cpu_ms_per_article": {name: round(1000 * seconds / articles, 1) for name, seconds in first_cpu.items()},
+        "embed_only_cpu_ms_per_text": round(1000 * ceiling_cpu, 1) if ceiling_cpu else None,
         "distinct_texts": len(texts),
         "texts_embedded_while_fetching": prefetched_counts[0],
+        "lead_chunks": embedding.lead_chunks(settings),
+        "whole_vectors_a_verdict_needed": whole_counts[0],
         "embed_only_articles_per_second": round(ceiling, 1) if ceiling else None,
         "pipeline_to_ceiling_ratio": round(articles / total / ceiling, 2) if ceiling else None,
         "noop_run_seconds": round(noop_seconds, 2),
@@ -251,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         for key, value in result.items():
-            if key == "stages":
+            if key == "cpu_ms_per_article":
+                for name, ms in value.items():
+                    print(f"  cpu {name:20} {ms:8.1f} ms/article")
+            elif key == "stages":
                 for name, numbers in value.items():
                     print(f"  {name:16} {numbers['seconds']:8.2f} s  {numbers['articles_per_second']} articles/s")
             else:
