@@ -1,6 +1,8 @@
 """Chunking article texts for the embedding model: whole sentences, at most so many word pieces per chunk."""
 
 import re
+from collections.abc import Iterator
+from itertools import islice
 
 # Sentence ends: terminal punctuation (optionally closed by a quote or bracket) and whitespace.
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"”’')\]]))\s+")
@@ -35,23 +37,9 @@ def pack_chunks(text: str, tokenizer, limit: int) -> list[tuple[str, int]]:
     Returns:
         (chunk text, token count) pairs covering the whole text, in order.
     """
-    chunks: list[tuple[str, int]] = []
-    current: list[str] = []
-    size = 0
     sentences = split_sentences(text)
     # One batched call counts every sentence's word pieces (a call per sentence costs more).
-    counts = [len(ids) for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]] if sentences else []
-    for sentence, count in zip(sentences, counts):
-        if current and size + count > limit:
-            chunks.append((" ".join(current), size))
-            current, size = [], 0
-        if count > limit:
-            chunks.extend(_split_long(sentence, tokenizer, limit))
-            continue
-        current.append(sentence)
-        size += count
-    if current:
-        chunks.append((" ".join(current), size))
+    chunks = list(_packed(sentences, tokenizer, limit, len(sentences)))
     return chunks or [(text, max(1, len(tokenizer.tokenize(text))))]
 
 
@@ -64,29 +52,32 @@ def pack_lead(text: str, tokenizer, limit: int, count: int) -> tuple[list[tuple[
     sentences = split_sentences(text)
     if not sentences:
         return pack_chunks(text, tokenizer, limit), True
-    chunks: list[tuple[str, int]] = []
+    # Sentences are counted a growing group at a time, so a long text is tokenized only about as
+    # far as its lead and one chunk more (which tells whether the lead is the whole text).
+    chunks = list(islice(_packed(sentences, tokenizer, limit, 8), count + 1))
+    return chunks[:count], len(chunks) <= count
+
+
+def _packed(sentences: list[str], tokenizer, limit: int, group: int) -> Iterator[tuple[str, int]]:
+    """The chunks of `pack_chunks` in order, word pieces counted `group` sentences at a time (doubling)."""
     current: list[str] = []
-    size, start, group = 0, 0, 8
+    size, start = 0, 0
     while start < len(sentences):
-        # Sentences are counted a group at a time (growing), so a long text is tokenized only as far as needed.
         part = sentences[start : start + group]
         counts = [len(ids) for ids in tokenizer(part, add_special_tokens=False)["input_ids"]]
         for sentence, tokens in zip(part, counts):
             if current and size + tokens > limit:
-                chunks.append((" ".join(current), size))
+                yield " ".join(current), size
                 current, size = [], 0
             if tokens > limit:
-                chunks.extend(_split_long(sentence, tokenizer, limit))
+                yield from _split_long(sentence, tokenizer, limit)
             else:
                 current.append(sentence)
                 size += tokens
-            if len(chunks) >= count and (current or len(chunks) > count):
-                return chunks[:count], False
-        start += group
+        start += len(part)
         group *= 2
     if current:
-        chunks.append((" ".join(current), size))
-    return chunks[:count], len(chunks) <= count
+        yield " ".join(current), size
 
 
 def _split_long(sentence: str, tokenizer, limit: int) -> list[tuple[str, int]]:
