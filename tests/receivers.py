@@ -22,8 +22,6 @@ import email.policy
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
@@ -202,20 +200,6 @@ class SmtpReceiver:
         self.stop()
 
 
-@contextmanager
-def receive_webhooks() -> Iterator[WebhookReceiver]:
-    """Run a `WebhookReceiver` for the duration of a `with` block."""
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@contextmanager
-def receive_mail() -> Iterator[SmtpReceiver]:
-    """Run an `SmtpReceiver` for the duration of a `with` block."""
-    with SmtpReceiver() as receiver:
-        yield receiver
-
-
 def make_webhook_fixture(scope: str = "function", name: str = "webhook"):
     """Build a pytest fixture yielding a started `WebhookReceiver`.
 
@@ -226,29 +210,18 @@ def make_webhook_fixture(scope: str = "function", name: str = "webhook"):
     Returns:
         A fixture function; assign it to a module-level name (or import it into a conftest).
     """
-
-    @pytest.fixture(scope=scope, name=name)
-    def webhook_receiver() -> Iterator[WebhookReceiver]:
-        with receive_webhooks() as receiver:
-            yield receiver
-
-    return webhook_receiver
+    return _receiver_fixture(WebhookReceiver, scope, name)
 
 
 def make_smtp_fixture(scope: str = "function", name: str = "smtp"):
-    """Build a pytest fixture yielding a started `SmtpReceiver`.
+    """Build a pytest fixture yielding a started `SmtpReceiver` (arguments as `make_webhook_fixture`)."""
+    return _receiver_fixture(SmtpReceiver, scope, name)
 
-    Args:
-        scope: The pytest fixture scope.
-        name: The fixture's name, as test functions request it.
 
-    Returns:
-        A fixture function; assign it to a module-level name (or import it into a conftest).
-    """
-
+def _receiver_fixture(receiver_type, scope: str, name: str):
     @pytest.fixture(scope=scope, name=name)
-    def smtp_receiver() -> Iterator[SmtpReceiver]:
-        with receive_mail() as receiver:
+    def receiver_fixture():
+        with receiver_type() as receiver:
             yield receiver
 
-    return smtp_receiver
+    return receiver_fixture
