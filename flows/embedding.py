@@ -138,20 +138,33 @@ def stored_or_embed(
     return EmbeddedTexts(stored, computed)
 
 
-def whole_vectors(texts: Mapping[str, str], db: Path, settings: Settings) -> EmbeddedTexts:
+def stored_whole_vectors(digests: list[str], db: Path, settings: Settings) -> dict[str, np.ndarray]:
+    """The stored whole-article vectors of these text hashes (those that have one)."""
+    if not digests:
+        return {}
+    # Not read-only: the embedding-ahead thread may hold a writable connection to the same file in
+    # this process, and DuckDB refuses a second one of another configuration.
+    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
+        return stored_embeddings(connection, whole_model_key(settings), digests)
+
+
+def whole_vectors(
+    texts: Mapping[str, str], db: Path, settings: Settings, *, stored: Mapping[str, np.ndarray] | None = None
+) -> EmbeddedTexts:
     """The whole-article vector of every text: stored ones read from the warehouse, the rest embedded now.
 
     Args:
         texts: Texts by their hash.
         db: DuckDB file holding the stored vectors.
         settings: The embedding model and how texts are chunked for it.
+        stored: Whole vectors already read from the warehouse (`stored_whole_vectors`), by
+            hash; then the warehouse is not read again.
     """
     if not texts:
         return EmbeddedTexts()
-    # Not read-only: the embedding-ahead thread may hold a writable connection to the same file in
-    # this process, and DuckDB refuses a second one of another configuration.
-    with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
-        stored = stored_embeddings(connection, whole_model_key(settings), list(texts))
+    if stored is None:
+        stored = stored_whole_vectors(list(texts), db, settings)
+    stored = {digest: stored[digest] for digest in texts if digest in stored}
     rest = {digest: text for digest, text in texts.items() if digest not in stored}
     computed: dict[str, Computed] = {}
     if rest:

@@ -23,7 +23,9 @@ from extract.dedupe import DedupeItem, find_duplicates
 from extract.feeds import canonicalize_url
 from extract.neighbours import nearest_in_batch
 from extract.terms import TermWeights, extract_terms
-from flows.embedding import embedding_model_key, lead_chunks, stored_or_embed, whole_model_key, whole_vectors
+from flows.embedding import (
+    embedding_model_key, lead_chunks, stored_or_embed, stored_whole_vectors, whole_model_key, whole_vectors,
+)
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, PageRow, load_batch
@@ -128,13 +130,18 @@ class WholeVectors:
         self._texts = {h.article_id: (h.text_hash, h.text) for h in history.articles if h.text}
         self._texts.update({item.article_id: (item.text_hash, item.article.text) for item in prepared})
         self._known = {item.article_id: item.whole_vector for item in prepared if item.whole_vector is not None}
+        self._stored: dict[str, np.ndarray] | None = None  # read once, when first needed
         self.rows: list[EmbeddingRow] = []
         self.embedded = 0
 
     def __call__(self, article_ids: list[str]) -> dict[str, np.ndarray]:
         wanted = [a for a in article_ids if a not in self._known]
         if wanted:
-            embedded = whole_vectors({self._texts[a][0]: self._texts[a][1] for a in wanted}, self._db, self._settings)
+            if self._stored is None:  # one read of the warehouse for every article this batch may ask about
+                self._stored = stored_whole_vectors(sorted({digest for digest, _ in self._texts.values()}), self._db, self._settings)
+            texts = {self._texts[a][0]: self._texts[a][1] for a in wanted}
+            embedded = whole_vectors(texts, self._db, self._settings, stored=self._stored)
+            self._stored.update({digest: vector for digest, (vector, _, _) in embedded.computed.items()})
             self.rows += embedded.rows(whole_model_key(self._settings))
             self.embedded += len(embedded.computed)
             self._known.update({a: embedded.vector(self._texts[a][0]) for a in wanted})
