@@ -14,6 +14,7 @@ A handler receives the `BaseHTTPRequestHandler` and writes the whole response it
 stream, stall or misbehave; `respond` and `static` cover the ordinary cases.
 """
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -172,3 +173,10 @@ def make_server_fixture(routes: dict[str, Handler] | None = None, scope: str = "
             yield server
 
     return local_server
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound by a probe, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from flows.settings import Settings
+from tests.http_server import closed_port
 from tests.receivers import make_smtp_fixture, make_webhook_fixture
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
 from warehouse.connection import open_warehouse
@@ -617,13 +618,9 @@ class Recorder(logging.Handler):
 
 @flow_test
 def test_the_failed_delivery_logs_and_stored_error_never_show_the_url_secrets(tmp_path, seeds_copy, webhook, query):
-    import socket
-
     from flows.alerts import deliver_due_alerts
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = closed_port()
     urls = [
         f"jsons://user:SeCrEt@127.0.0.1:{closed}/path?token=T0KEN",
         f"json://user:SeCrEt@127.0.0.1:{webhook.port}/hook?token=T0KEN&-apikey=K3yK3yK3y",

@@ -30,7 +30,7 @@ from extract.notify import (
     mask_url,
     render_alert,
 )
-from tests.http_server import respond, serve
+from tests.http_server import closed_port, respond, serve
 from tests.receivers import make_smtp_fixture, make_webhook_fixture
 
 webhook = make_webhook_fixture()
@@ -215,9 +215,7 @@ def test_email_arrives_with_the_html_body_and_the_headline_in_the_subject(smtp):
 
 
 def test_email_to_a_missing_server_fails_in_one_line():
-    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = closed_port()
     outcome = deliver(f"mailto://user:mail-s3cret@127.0.0.1:{port}?from=a@example.com&to=b@example.com",
                       MESSAGE, allow_private_networks=True, timeout=2)
 

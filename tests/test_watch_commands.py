@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import zlib
@@ -21,6 +20,7 @@ import pytest
 
 from extract.notify import mask_url
 from flows.settings import Settings
+from tests.http_server import closed_port
 from tests.receivers import make_smtp_fixture, make_webhook_fixture
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
 from warehouse.connection import open_warehouse
@@ -207,9 +207,7 @@ def assert_no_secrets(*outputs: str) -> None:
 
 @pytest.mark.slow  # newswatch processes, and a run on Prefect's temporary server
 def test_notification_secrets_are_masked_in_every_output(tmp_path, seeds_copy, webhook, smtp):
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = closed_port()
     failing = [
         f"jsons://user:SeCrEt@127.0.0.1:{closed}/path?token=T0KEN",
         f"json://user:SeCrEt@127.0.0.1:{webhook.port}/hook?token=T0KEN",
@@ -485,9 +483,7 @@ def test_the_daily_digest_flow_writes_files_sends_and_publishes_an_artifact(seed
 
     from flows.digest import daily_digest
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = closed_port()
     folder = tmp_path / "digests"
     settings = Settings(digest_dir=folder, allow_private_networks=True, digest_hours=24 * 365 * 20,
                         digest_notify=[f"json://127.0.0.1:{closed}/down", webhook.json_url("/daily")])
