@@ -77,15 +77,13 @@ def _reported_errors():
 
 @contextmanager
 def _warehouse(settings, *, read_only: bool = False):
-    """The settings' warehouse, open; one line and exit 2 when it cannot be opened or used."""
+    """The settings' warehouse, open; one line and exit 2 when it cannot be opened or used, or is damaged."""
     db = settings.db
     _refuse_special_file(db)
+    if not read_only:
+        _check_database(settings)
     with _reported_errors(), open_warehouse(db, read_only=read_only, memory_limit=settings.duckdb_memory_limit) as connection:
         yield connection
-
-
-# DuckDB's file: three 4 KiB headers, then `total_blocks` blocks of `block_size` bytes.
-_DUCKDB_HEADER_BYTES = 3 * 4096
 
 
 def _check_run_can_start(settings) -> None:
@@ -104,39 +102,19 @@ def _check_run_can_start(settings) -> None:
     _check_database(settings)
 
 
-def _check_database(settings) -> None:
-    """Fail in one line when an existing database cannot be read to its end, before anything writes to it.
+_checked_databases: set[Path] = set()
 
-    A truncated file is found by its size against its block count, other damage by reading the
-    first rows of every table: both cheap however large the database. It is opened read-only, so
-    nothing is written; a file that cannot be opened so (not a database, an older schema) is left
-    to the read-write open that follows, which says what is wrong or upgrades it.
-    """
-    db = settings.db
-    _refuse_special_file(db)
-    if not db.is_file():
+
+def _check_database(settings) -> None:
+    """Fail in one line when DuckDB finds an existing database damaged, before this command writes to it (once)."""
+    from warehouse.integrity import check_database
+
+    _refuse_special_file(settings.db)
+    if settings.db.resolve() in _checked_databases:
         return
-    # After a crash or kill, DuckDB replays its write-ahead log, whose blocks the file may not
-    # hold yet: the block count then says nothing about truncation.
-    replays_log = db.with_name(db.name + ".wal").exists()
-    opened = False
-    try:
-        with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
-            opened = True
-            block_size, blocks = connection.execute(
-                "SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = current_database()"
-            ).fetchone()
-            size, needed = db.stat().st_size, _DUCKDB_HEADER_BYTES + block_size * blocks
-            if size < needed and not replays_log:
-                fail(f"database {db} is damaged: the file has {size:,} of the {needed:,} bytes it needs (truncated?)")
-            tables = connection.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
-            ).fetchall()
-            for schema, table in tables:
-                connection.execute(f'SELECT * FROM "{schema}"."{table}" LIMIT 1').fetchall()
-    except WarehouseError as error:
-        if opened:  # it opened, and reading it failed
-            fail(str(error))
+    with _reported_errors():
+        check_database(settings.db, memory_limit=settings.duckdb_memory_limit)
+    _checked_databases.add(settings.db.resolve())
 
 
 class _NoTracebackForReportedErrors(logging.Filter):
@@ -370,6 +348,7 @@ def import_opml_command(
     settings = _settings(db=db)
     if file.exists() and not file.is_file() and not file.is_dir():  # reading a FIFO would hang
         fail(f"cannot read {file}: not a regular file")
+    _check_database(settings)
     with _reported_errors():
         listed, added = import_feed_file(file, settings.db, datetime.now(UTC), settings)
     console.print(f"{listed} feeds in {file}: {added} added, {listed - added} already listed")
@@ -498,7 +477,6 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
         os.environ["PREFECT_API_URL"] = own_server_api_url(_settings(db=db))
     settings = _service_settings(db, interval, cron)
     _check_model(settings)
-    _check_database(settings)
     with _warehouse(settings):
         pass  # create or upgrade it now: a bad path fails here, not in the first scheduled run
     with _reported_errors():

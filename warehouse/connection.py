@@ -28,6 +28,26 @@ class WarehouseBusy(WarehouseError):
     """Another process kept the file open for longer than the caller would wait."""
 
 
+class DatabaseDamaged(WarehouseError):
+    """DuckDB found the file damaged: a block it needs is missing (truncated) or fails its checksum."""
+
+
+# What DuckDB says when a block it reads is not there or not what it wrote.
+_DAMAGE_MESSAGES = ("could not read enough bytes", "corrupt database file", "does not match stored checksum")
+
+
+def is_damage_error(error: Exception) -> bool:
+    """Whether DuckDB failed because the file is damaged (not locked, not another kind of file)."""
+    message = str(error).lower()
+    return any(fragment in message for fragment in _DAMAGE_MESSAGES)
+
+
+def damage_error(path: Path | str, error: Exception) -> DatabaseDamaged:
+    """One sentence for a damaged file: what DuckDB could not read, with a hint when the file ends too soon."""
+    hint = " (truncated?)" if "could not read enough bytes" in str(error).lower() else ""
+    return DatabaseDamaged(f"database {path} is damaged{hint}: {_first_line(error)}")
+
+
 # DuckDB's buffer manager would otherwise cache up to 80% of the machine's memory while it scans
 # (BENCHMARKS.md, "Dedupe and clustering against a growing history"). The setting
 # `duckdb_memory_limit` is passed in; None or "" means DuckDB's own default.
@@ -50,6 +70,8 @@ def _connect(path: Path, read_only: bool, lock_wait: float, memory_limit: str | 
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as error:
             if not is_lock_error(error) or time.monotonic() + delay > deadline:
+                if is_damage_error(error):
+                    raise damage_error(path, error) from None
                 if is_lock_error(error):
                     raise WarehouseBusy(
                         f"database {path} is busy: another process kept it open for more than {lock_wait:g} s"
@@ -109,6 +131,8 @@ def open_warehouse(
             apply_migrations(connection)
         yield connection
     except duckdb.Error as error:
+        if is_damage_error(error):
+            raise damage_error(path, error) from None
         raise WarehouseError(f"database {path}: {_first_line(error)}") from None
     finally:
         connection.close()
