@@ -41,8 +41,25 @@ def die_with_this_process():
     return partial(set_parent_death_signal, os.getpid())
 
 
+TEMPORARY_SERVER_LOG = "temporary-server.log"
+
+
+def _temporary_server_log():
+    """The file the temporary server writes its errors to (in PREFECT_HOME), open for appending; None if it cannot be."""
+    from prefect.settings import get_current_settings
+
+    try:
+        home = Path(get_current_settings().home)
+        home.mkdir(parents=True, exist_ok=True)
+        return open(home / TEMPORARY_SERVER_LOG, "ab")  # noqa: SIM115 - the child holds its own copy; ours is closed at once
+    except OSError:
+        return None
+
+
 class _SubprocessDyingWithParent:
-    """The `subprocess` module as Prefect's temporary server sees it: its process dies with ours."""
+    """The `subprocess` module as Prefect's temporary server sees it: its process dies with ours, and its
+    errors go to a log file, not to the user's terminal (stopping it can print a traceback of a cancelled
+    database call that says nothing about the run)."""
 
     def __getattr__(self, name):
         return getattr(subprocess, name)
@@ -50,7 +67,14 @@ class _SubprocessDyingWithParent:
     @staticmethod
     def Popen(*args, **kwargs):  # noqa: N802 - the name Prefect calls
         kwargs.setdefault("preexec_fn", die_with_this_process())
-        return subprocess.Popen(*args, **kwargs)
+        log = None if "stderr" in kwargs else _temporary_server_log()
+        if log is not None:
+            kwargs["stderr"] = log
+        try:
+            return subprocess.Popen(*args, **kwargs)
+        finally:
+            if log is not None:
+                log.close()
 
 
 def temporary_server_dies_with_this_process() -> None:
