@@ -442,19 +442,10 @@ def _use_running_service(settings) -> None:
 def _service_settings(db, interval, cron):
     if interval is not None and cron is not None:
         fail("give --interval or --cron, not both")
-    settings = _settings(db=db, serve_interval_seconds=interval)
+    settings = _settings(db=db, serve_interval_seconds=interval, serve_cron=cron)  # cron expressions are checked there
     _check_embed_device(settings)
     if interval is not None:
         settings = settings.model_copy(update={"serve_cron": None})
-    if cron is not None:
-        settings = settings.model_copy(update={"serve_cron": cron})
-    from prefect.schedules import Cron
-
-    for expression in filter(None, (settings.serve_cron, settings.maintenance_cron, settings.digest_cron)):
-        try:
-            Cron(expression, timezone=settings.serve_timezone)
-        except Exception as error:  # noqa: BLE001 - pydantic or croniter, both mean a bad expression
-            fail(f"invalid cron expression {expression!r}: {str(error).strip().splitlines()[-1][:120]}")
     return settings
 
 
