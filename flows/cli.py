@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from extract.embed import EmbeddingModelError
+from flows.disk import disk_failure
 from flows.feed_list import FeedFileError, import_feed_file
 from flows.service import ServiceError, prefect_home
 from flows.settings import load_settings, settings_error_message
@@ -42,6 +43,11 @@ console = Console(width=None if Console().is_terminal else 140)
 DbOption = Annotated[
     Path | None, typer.Option("--db", help="DuckDB file (default: $NEWSWATCH_DB, else ./newswatch.duckdb).")
 ]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def fail(message: str) -> None:
@@ -119,7 +125,7 @@ def _check_database(settings) -> None:
 
 class _NoTracebackForReportedErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], _REPORTED_ERRORS):
+        if record.exc_info and (isinstance(record.exc_info[1], _REPORTED_ERRORS) or disk_failure(record.exc_info[1])):
             record.exc_info = record.exc_text = None  # the message line stays; the command prints the error
         return True
 
@@ -217,6 +223,9 @@ def run(
             # Whatever the interrupted step raised: the run was stopped, and what it stored stays.
             signum = stop_signal() or signal.SIGINT
             stop_now(128 + signum, f"stopped by {signal.Signals(signum).name}; {kept}")
+        if (cause := disk_failure(error)) is not None:
+            fail(f"the run stopped: {cause} where database {settings.db} keeps its files ({_first_line(error)}); "
+                 f"{kept}: make room or fix the permissions and run again")
         if isinstance(error, _REPORTED_ERRORS):
             fail(str(error))
         raise

@@ -32,6 +32,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
+from warehouse.connection import WarehouseError
 from warehouse.sql import execute, vectors_of
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,16 @@ class VectorIndex:
         """Write the index and its state atomically (the state last, so a torn save reads as stale)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".faiss.tmp")
-        faiss.write_index(self.index, str(temporary))
-        os.replace(temporary, self.path)
-        temporary = self.state_path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(asdict(self.state)), encoding="utf-8")
-        os.replace(temporary, self.state_path)
+        try:
+            faiss.write_index(self.index, str(temporary))
+            os.replace(temporary, self.path)
+            temporary = self.state_path.with_suffix(".json.tmp")
+            temporary.write_text(json.dumps(asdict(self.state)), encoding="utf-8")
+            os.replace(temporary, self.state_path)
+        except (OSError, RuntimeError) as error:  # faiss reports a failed write as a RuntimeError
+            temporary.unlink(missing_ok=True)  # a full disk keeps no half-written copy
+            reason = str(error).strip().splitlines()[0][-200:] if str(error).strip() else type(error).__name__
+            raise WarehouseError(f"cannot save the vector index {self.path}: {reason}") from error
         self.changed = False
 
     # --- keeping up with DuckDB ---
