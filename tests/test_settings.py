@@ -162,14 +162,17 @@ def test_the_command_line_exits_0_or_says_one_line_whatever_the_environment(tmp_
     assert made.returncode == 0, made.stderr
     before = db.read_bytes()
     environment = {**os.environ, "NEWSWATCH_DB": str(db), variable: value}
-    for command in (["feeds"], ["clusters"], ["watches"]):
-        result = subprocess.run([sys.executable, "-m", "flows.cli", *command], capture_output=True, text=True, cwd=ROOT,
+    # Commands that read, then one that writes: a refusal leaves the database as it was.
+    for command in (["feeds"], ["clusters"], ["watches"], ["add-feed", "https://news.example/other.xml"]):
+        # In the example's folder: a relative NEWSWATCH_DB or other path lands there.
+        result = subprocess.run([sys.executable, "-m", "flows.cli", *command], capture_output=True, text=True, cwd=folder,
                                 env=environment, timeout=300)
         assert "Traceback" not in result.stdout + result.stderr, (variable, value, result.stderr)
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines()
             assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("newswatch: error: "), (variable, value, result.stderr)
-    assert db.read_bytes() == before
+        if result.returncode != 0 or command[0] != "add-feed":
+            assert db.read_bytes() == before, (variable, value, command)
 
 
 def _upper_bound(name: str):
