@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     digest_notify: Annotated[list[str], NoDecode] = Field([], description="Apprise URLs the daily digest of `serve` is sent to, separated by spaces (none: no digest unless NEWSWATCH_DIGEST_DIR is set).")
     digest_dir: Path | None = Field(None, description="Folder the daily digest of `serve` is written to, as Markdown, HTML and JSON files.")
     digest_cron: str = Field("0 7 * * *", description="Cron expression of the daily digest run (in NEWSWATCH_SERVE_TIMEZONE).")
-    digest_hours: float = Field(24.0, gt=0, le=YEAR_MINUTES / 60, description="Hours of news the daily digest covers.")
+    digest_hours: float = Field(24.0, gt=0, le=100 * YEAR_MINUTES / 60, description="Hours of news the daily digest covers (at most a century, for a digest of an archive).")
     digest_stories: int = Field(20, ge=1, le=1000, description="Stories in a digest, ranked by articles seen in its period, then by size.")
 
     # --- Service ---
