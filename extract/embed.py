@@ -6,7 +6,8 @@ Chunking is in `extract.chunks`, the OpenVINO backend in `extract.openvino_backe
 import logging
 import os
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -189,6 +190,10 @@ class Embedder:
     max_chunks: int = 0  # embed only an article's first chunks (0: all of it)
     device: str = "auto"
     max_characters: int | None = None  # chunk and embed only a text's first characters (None: all of it)
+    # One thread at a time: the tokenizer ("Already borrowed") and OpenVINO's infer request ("Infer
+    # Request is busy") refuse a second caller, as when a run's embedding-ahead thread and its own
+    # steps embed at once. The model uses every core for one call anyway.
+    _in_use: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_backend_and_device(self.backend, self.device)
@@ -265,7 +270,8 @@ class Embedder:
             (chunk text, token count) pairs covering the whole text (its first `max_characters`), in order.
         """
         text = truncate_text(text, self.max_characters)
-        return pack_chunks(text, self._model.tokenizer, self._chunk_limit())
+        with self._in_use:
+            return pack_chunks(text, self._model.tokenizer, self._chunk_limit())
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """Embed whole articles (their first `max_chunks` chunks when that is set).
@@ -279,7 +285,8 @@ class Embedder:
         if self.max_chunks:
             vectors, counts, _ = self.embed_leads(texts, self.max_chunks)
             return vectors, counts
-        return self._embed_chunks([self.chunk(text) for text in texts])
+        with self._in_use:
+            return self._embed_chunks([self.chunk(text) for text in texts])
 
     def embed_leads(self, texts: list[str], chunks: int) -> tuple[np.ndarray, list[int], list[bool]]:
         """Embed the beginning of each article: its first `chunks` chunks, tokenizing no further.
@@ -288,9 +295,10 @@ class Embedder:
             The unit vectors, the chunk count of each, and whether each lead is the whole text
             (then its vector is also the whole article's).
         """
-        tokenizer, limit = self._model.tokenizer, self._chunk_limit()
-        leads = [pack_lead(truncate_text(text, self.max_characters), tokenizer, limit, chunks) for text in texts]
-        vectors, counts = self._embed_chunks([lead for lead, _ in leads])
+        with self._in_use:
+            tokenizer, limit = self._model.tokenizer, self._chunk_limit()
+            leads = [pack_lead(truncate_text(text, self.max_characters), tokenizer, limit, chunks) for text in texts]
+            vectors, counts = self._embed_chunks([lead for lead, _ in leads])
         return vectors, counts, [complete for _, complete in leads]
 
     def _embed_chunks(self, chunked: list[list[tuple[str, int]]]) -> tuple[np.ndarray, list[int]]:

@@ -420,3 +420,33 @@ def test_lead_vectors_embed_only_the_beginning_and_say_when_it_is_the_whole(embe
     first_two = " ".join(chunk for chunk, _ in embedder.chunk(OPENING)[:2])
     assert float(vectors[0] @ embedder.embed([first_two])[0][0]) > 0.999
     assert float(vectors[1] @ embedder.embed([texts[1]])[0][0]) > 0.9999  # a whole text: its lead is its vector
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("openvino", marks=needs_openvino)])
+def test_threads_embedding_at_once_get_the_vectors_of_one_at_a_time(backend, export_dir, seed_texts):
+    # A feed run's embedding-ahead thread embeds the next batch while the run embeds the whole
+    # texts a verdict needs: the tokenizer and OpenVINO's infer request each refuse a second caller.
+    import threading
+
+    embedder = Embedder(backend=backend, export_dir=export_dir).load()
+    alone, _ = embedder.embed(seed_texts)
+    leads = embedder.embed_leads(seed_texts, 2)[0]
+    results, errors = [], []
+
+    def embed_repeatedly() -> None:
+        try:
+            for _ in range(3):
+                results.append(("whole", embedder.embed(seed_texts)[0]))
+                results.append(("lead", embedder.embed_leads(seed_texts, 2)[0]))
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=embed_repeatedly) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(results) == 18
+    for kind, vectors in results:
+        assert np.allclose(vectors, alone if kind == "whole" else leads, atol=1e-5), kind
