@@ -459,13 +459,21 @@ def _service_settings(db, interval, cron):
 
 
 @app.command()
-def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption = None) -> None:
+def serve(
+    db: DbOption = None,
+    interval: IntervalOption = None,
+    cron: CronOption = None,
+    api: Annotated[
+        bool, typer.Option("--api", help="Also serve the read-only HTTP API (`newswatch api` on $NEWSWATCH_API_HOST:$NEWSWATCH_API_PORT).")
+    ] = False,
+) -> None:
     """Run the feed ingest on a schedule, plus a daily maintenance run, until stopped (Ctrl+C or SIGTERM).
 
     Without PREFECT_API_URL a Prefect server is started on $NEWSWATCH_PREFECT_HOST (127.0.0.1;
     SQLite in $NEWSWATCH_PREFECT_HOME, default prefect/ beside the database) and stopped on exit.
+    With --api the HTTP API runs beside it (its log in api.log in that folder) and stops with it.
 
-    Example: newswatch serve --db /data/newswatch.duckdb --interval 600
+    Example: newswatch serve --db /data/newswatch.duckdb --interval 600 --api
     """
     from flows.service import own_server_api_url, serve_until_stopped
 
@@ -477,10 +485,15 @@ def serve(db: DbOption = None, interval: IntervalOption = None, cron: CronOption
         os.environ["PREFECT_API_URL"] = own_server_api_url(_settings(db=db))
     settings = _service_settings(db, interval, cron)
     _check_model(settings)
+    if api:
+        from flows.api import is_loopback
+
+        if not is_loopback(settings.api_host) and settings.api_token is None:
+            fail(f"serving the API on {settings.api_host}, not a loopback address, needs a token: set NEWSWATCH_API_TOKEN")
     with _warehouse(settings):
         pass  # create or upgrade it now: a bad path fails here, not in the first scheduled run
     with _reported_errors():
-        serve_until_stopped(settings, own_server=own_server, started=started, say=console.print)
+        serve_until_stopped(settings, own_server=own_server, started=started, say=console.print, api=api)
 
 
 @app.command()
@@ -980,6 +993,117 @@ def dashboard(
         raise typer.Exit(subprocess.call(command))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+@app.command()
+def api(
+    db: DbOption = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (default: $NEWSWATCH_API_HOST, else 127.0.0.1); any address but loopback needs $NEWSWATCH_API_TOKEN."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port to listen on (default: $NEWSWATCH_API_PORT, else 8000).")
+    ] = None,
+) -> None:
+    """Serve the read-only HTTP API and Atom feeds of stories, searches and watches (on 127.0.0.1 unless --host says otherwise).
+
+    Each request reads the database briefly and read-only, beside running pipelines; documentation
+    at /docs. With $NEWSWATCH_API_TOKEN set, every endpoint but /health asks for it
+    (Authorization: Bearer TOKEN); any address but loopback needs it.
+
+    Example: newswatch api --db newswatch.duckdb --port 8000
+    """
+    import socket
+
+    from flows.api import create_app, is_loopback
+    from flows.service import connect_address
+
+    settings = _settings(db=db, api_host=host, api_port=port)
+    _refuse_special_file(settings.db)
+    host, port = settings.api_host, settings.api_port
+    if not is_loopback(host) and settings.api_token is None:
+        fail(f"listening on {host}, not a loopback address, needs a token: set NEWSWATCH_API_TOKEN "
+             "(e.g. `export NEWSWATCH_API_TOKEN=$(openssl rand -hex 32)`), or use --host 127.0.0.1")
+    # Bound here, so that a port in use or an address this machine lacks is one line, not uvicorn's log.
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind, protocol)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+    except OSError as error:
+        fail(f"cannot listen on {host} port {port}: {error.strerror or error}")
+    import uvicorn
+
+    if not settings.db.exists():
+        typer.echo(f"newswatch: warning: no database at {settings.db} yet; the API answers 503 until a run creates it", err=True)
+    where = f"http://{connect_address(host)}:{port}"
+    if not is_loopback(host):
+        where += f" and on {host} (every endpoint but /health asks for the token)"
+    console.print(f"API on {where}, documentation at /docs (Ctrl+C stops it)")
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="info", server_header=False, proxy_headers=True))
+    try:
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.close()
+
+
+@app.command("export")
+def export_command(
+    format: Annotated[str, typer.Option("--format", help="csv, jsonl (one JSON object a line) or parquet.")] = "csv",
+    since: WhenOption = None,
+    query: Annotated[
+        str | None, typer.Option("--query", help='Only the articles matching this keyword query (words, "phrases", AND, OR, NOT).')
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Export the articles with their story, duplicate link, source, language and dates, oldest seen first.
+
+    Example: newswatch export --format parquet --since 7d --query 'musk AND gaza' -o musk.parquet
+    """
+    import io
+    import sys
+
+    from warehouse.exports import EXPORT_FORMATS, article_export_table, write_article_export
+
+    settings = _settings(db=db)
+    if format not in EXPORT_FORMATS:
+        fail(f"unknown format {format!r}: expected {', '.join(EXPORT_FORMATS)}")
+    if output is None and format == "parquet" and sys.stdout.isatty():
+        fail("Parquet is binary: give -o FILE (or redirect standard output)")
+    if output is not None and output.is_dir():
+        fail(f"cannot write {output}: it is a folder")
+    start = _since(since)
+    article_ids = None
+    if query is not None:
+        from flows import search
+
+        parsed = _checked_query(query)
+        with _warehouse(settings, read_only=True):
+            pass  # a missing or unusable database is one line
+        with _reported_errors(), _search_index_errors():
+            article_ids = [article_id for article_id, _ in
+                           search.keyword_hits(settings.db, settings, parsed, since=start, limit=search.MAX_SELECTED_ARTICLES)]
+    with _warehouse(settings, read_only=True) as connection:
+        table = article_export_table(connection, since=start, article_ids=article_ids)
+    if output is None:
+        buffer = io.BytesIO()
+        write_article_export(table, format, buffer)
+        sys.stdout.buffer.write(buffer.getvalue())
+        sys.stdout.flush()
+        return
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with partial.open("wb") as file:
+            write_article_export(table, format, file)
+        partial.replace(output)  # a reader never sees half a file
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        fail(f"cannot write {output}: {error.strerror or error}")
+    console.print(f"wrote {table.num_rows} articles to {escape(str(output))}")
 
 
 def _date(value) -> str:

@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
@@ -68,17 +69,29 @@ def build_digest(
         UnknownWatch: `watch` names no watch.
     """
     with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
-        story_ids = None
-        if watch is not None:
-            found = find_watch(connection, watch)
-            if found is None:
-                raise UnknownWatch(f"no watch {watch}")
-            story_ids = matched_story_ids(connection, found.watch_id)
-        stories = [] if story_ids == [] else list_stories(
-            connection, limit, since=since, until=until, story_ids=story_ids, order="growth", growing_since=since,
-            details=True,
-        )
-        members = story_articles(connection, [story["story_id"] for story in stories], details=True)
+        return read_digest(connection, since, until, watch=watch, limit=limit, title=title)
+
+
+def read_digest(
+    connection: duckdb.DuckDBPyConnection, since: datetime, until: datetime, *, watch: str | None = None, limit: int = 20,
+    title: str | None = None,
+) -> dict:
+    """`build_digest` in an open connection (the HTTP API opens its own, briefly).
+
+    Raises:
+        UnknownWatch: `watch` names no watch.
+    """
+    story_ids = None
+    if watch is not None:
+        found = find_watch(connection, watch)
+        if found is None:
+            raise UnknownWatch(f"no watch {watch}")
+        story_ids = matched_story_ids(connection, found.watch_id)
+    stories = [] if story_ids == [] else list_stories(
+        connection, limit, since=since, until=until, story_ids=story_ids, order="growth", growing_since=since,
+        details=True,
+    )
+    members = story_articles(connection, [story["story_id"] for story in stories], details=True)
     listed = []
     for story in stories:
         articles = [m for m in members if m["story_id"] == story["story_id"] and since <= m["seen_at"] < until]

@@ -18,7 +18,7 @@ from extract.query import Query, parse_query
 from extract.search_index import SearchDocument, SearchIndex, SearchIndexBusy, SearchIndexError, discard, read_state
 from flows.embedding import embedding_model_key, get_embedder, whole_model_key
 from flows.settings import Settings
-from warehouse.connection import open_warehouse
+from warehouse.connection import DEFAULT_LOCK_WAIT_SECONDS, open_warehouse
 from warehouse.queries import articles_by_id
 from warehouse.search_documents import article_count_and_latest, search_documents
 from warehouse.vector_index import VectorIndex
@@ -26,6 +26,8 @@ from warehouse.vector_index import VectorIndex
 logger = logging.getLogger(__name__)
 
 SYNC_CHUNK = 5000
+# Articles a keyword query may select for a list of stories, a feed or an export (`newswatch export`, the API).
+MAX_SELECTED_ARTICLES = 100_000
 
 
 def search_folder(db: Path) -> Path:
@@ -106,12 +108,17 @@ class SearchResult:
 
 
 def keyword_hits(db: Path, settings: Settings, query: Query, *, since: datetime | None, limit: int,
-                 story_ids=None) -> list[tuple[str, float]]:
-    """(article_id, BM25 score) of the best matches, after bringing the index up to date when it can."""
-    try:
-        sync_search_index(db, settings)
-    except SearchIndexBusy:
-        logger.info("the search index is being written by another process; searching it as it stands")
+                 story_ids=None, sync: bool = True) -> list[tuple[str, float]]:
+    """(article_id, BM25 score) of the best matches, after bringing the index up to date when it can.
+
+    With `sync=False` (read-only readers such as the HTTP API) the index is searched as the
+    ingest runs left it, never written.
+    """
+    if sync:
+        try:
+            sync_search_index(db, settings)
+        except SearchIndexBusy:
+            logger.info("the search index is being written by another process; searching it as it stands")
     if read_state(search_folder(db)) is None:
         return []
     with SearchIndex(search_folder(db)) as index:
@@ -119,7 +126,8 @@ def keyword_hits(db: Path, settings: Settings, query: Query, *, since: datetime 
     return [(hit.article_id, hit.score) for hit in hits]
 
 
-def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int) -> list[tuple[str, float]]:
+def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int,
+                  lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS) -> list[tuple[str, float]]:
     """(article_id, cosine) of the stored articles closest in meaning to `text`, embedded with the pipeline's model."""
     embedder = get_embedder(settings)
     vector = embedder.embed([text])[0][0]
@@ -128,7 +136,7 @@ def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int) -> lis
         exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
         fallback_model=whole_model_key(settings),
     )
-    with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+    with open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection:
         index.sync(connection)  # in memory only: the runs save it
     (found,) = index.search(np.asarray(vector, dtype=np.float32)[None, :], limit)
     return sorted(found.items(), key=lambda item: -item[1])
@@ -136,18 +144,22 @@ def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int) -> lis
 
 def search(
     db: Path, settings: Settings, text: str, *, semantic: bool = False, since: datetime | None = None, limit: int = 20,
+    sync: bool = True, lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> list[SearchResult]:
     """The best articles for a keyword query (or, `semantic`, a description), best first.
+
+    `sync=False` searches the full-text index as it stands, without writing it; `lock_wait` is how
+    long each read waits while a writer holds the database.
 
     Raises:
         extract.query.QueryError: The keyword query cannot be parsed.
     """
     if semantic:
         # Over-fetch, then keep what was seen since `since`.
-        hits = semantic_hits(db, settings, text, limit=limit * 5 if since else limit)
+        hits = semantic_hits(db, settings, text, limit=limit * 5 if since else limit, lock_wait=lock_wait)
     else:
-        hits = keyword_hits(db, settings, parse_query(text), since=since, limit=limit)
-    with open_warehouse(db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+        hits = keyword_hits(db, settings, parse_query(text), since=since, limit=limit, sync=sync)
+    with open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection:
         articles = articles_by_id(connection, [article_id for article_id, _ in hits])
     results = [SearchResult(articles[article_id], score) for article_id, score in hits if article_id in articles]
     if since is not None:

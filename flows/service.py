@@ -145,6 +145,41 @@ def start_prefect_server(
     raise ServiceError(f"the Prefect server was not healthy after {startup_timeout:.0f} s; see {log_path}")
 
 
+def start_api_server(settings, log_path: Path, startup_timeout: float = 120.0) -> PrefectServer:
+    """Start `newswatch api` on the settings' API address beside the service and wait until `/health` answers.
+
+    It runs in its own process group and ends with this process, like the Prefect server; the
+    returned handle's `stop()` stops it (its `api_url` is the API's base URL).
+
+    Raises:
+        ServiceError: The port is taken, or the API exited or did not answer in time.
+    """
+    if not port_is_free(settings.api_port, settings.api_host):
+        raise ServiceError(f"port {settings.api_port} on {settings.api_host} is in use: set NEWSWATCH_API_PORT")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "flows.cli", "api", "--db", str(settings.db.resolve()),
+               "--host", settings.api_host, "--port", str(settings.api_port)]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=die_with_this_process(),
+        )
+    server = PrefectServer(process, f"http://{connect_address(settings.api_host)}:{settings.api_port}", log_path)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise ServiceError(f"the API exited at start ({tail[0][:200]}); see {log_path}")
+        try:
+            if httpx.get(f"{server.api_url}/health", timeout=2.0).status_code in (200, 503):
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise ServiceError(f"the API did not answer after {startup_timeout:.0f} s; see {log_path}")
+
+
 def prefect_home(settings) -> Path:
     """PREFECT_HOME of the service's own Prefect server: the setting, else `prefect/` beside the database."""
     return (settings.prefect_home or settings.db.resolve().parent / "prefect").resolve()
@@ -155,7 +190,9 @@ def own_server_api_url(settings) -> str:
     return f"http://{connect_address(settings.prefect_host)}:{settings.prefect_port}/api"
 
 
-def serve_until_stopped(settings, *, own_server: bool, started: float, say: Callable[[str], None]) -> None:
+def serve_until_stopped(
+    settings, *, own_server: bool, started: float, say: Callable[[str], None], api: bool = False,
+) -> None:
     """Serve the scheduled deployments until SIGINT or SIGTERM, then stop everything the service started.
 
     Args:
@@ -163,9 +200,10 @@ def serve_until_stopped(settings, *, own_server: bool, started: float, say: Call
         own_server: Start a Prefect server first (PREFECT_API_URL was not set); else use PREFECT_API_URL's.
         started: `time.monotonic()` when the command started (for the "ready in" line).
         say: Prints a line for the user.
+        api: Also serve the read-only HTTP API (`newswatch api`, on NEWSWATCH_API_HOST and _PORT) until stopped.
 
     Raises:
-        ServiceError: The Prefect server could not be started, or PREFECT_API_URL's does not answer.
+        ServiceError: The Prefect server or the API could not be started, or PREFECT_API_URL's does not answer.
     """
     home = prefect_home(settings)
     api_url = own_server_api_url(settings) if own_server else os.environ["PREFECT_API_URL"]
@@ -177,8 +215,10 @@ def serve_until_stopped(settings, *, own_server: bool, started: float, say: Call
     from flows.deployments import build_deployments
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl+C
-    state = None
+    state = api_server = None
     try:
+        if api:
+            api_server = start_api_server(settings, home / "api.log")
         deployments = build_deployments(settings.db.resolve(), settings)
         schedule = f"cron {settings.serve_cron}" if settings.serve_cron else f"every {settings.serve_interval_seconds:g} s"
         state = write_state(
@@ -186,9 +226,10 @@ def serve_until_stopped(settings, *, own_server: bool, started: float, say: Call
             ui=own_server and os.environ.get("PREFECT_UI_ENABLED", "true").lower() not in ("0", "false", "no", "off"),
         )
         digest = f", digest at cron {settings.digest_cron}" if len(deployments) > 2 else ""
+        served_api = f"; newswatch API {api_server.api_url}" if api_server is not None else ""
         say(
             f"newswatch serving: feed runs {schedule}, maintenance at cron {settings.maintenance_cron}{digest} "
-            f"({settings.serve_timezone}); Prefect API {api_url}; ready in {time.monotonic() - started:.1f} s"
+            f"({settings.serve_timezone}); Prefect API {api_url}{served_api}; ready in {time.monotonic() - started:.1f} s"
         )
         serve_deployments(deployments)
     except (KeyboardInterrupt, SystemExit):
@@ -197,6 +238,8 @@ def serve_until_stopped(settings, *, own_server: bool, started: float, say: Call
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if state is not None:
             state.unlink(missing_ok=True)
+        if api_server is not None:
+            api_server.stop()
         if server is not None:
             server.stop()
         stop_descendants()

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from extract.cluster import ClusterRules
@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     prefect_host: str = Field("127.0.0.1", pattern=HOST_PATTERN, description="Address that Prefect server listens on: `127.0.0.1` (this machine only) or `0.0.0.0` (every interface, as in the container image; its UI and API have no login).")
     dashboard_host: str = Field("127.0.0.1", pattern=HOST_PATTERN, description="Address `newswatch dashboard` listens on unless `--host` is given: `127.0.0.1` (this machine only) or `0.0.0.0` (every interface, as in the container image; the dashboard is read-only and has no login).")
 
+    # --- API ---
+    api_host: str = Field("127.0.0.1", pattern=HOST_PATTERN, description="Address `newswatch api` listens on unless `--host` is given: a loopback address (this machine only), or any other (`0.0.0.0`: every interface) only with NEWSWATCH_API_TOKEN set.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `newswatch api` listens on unless `--port` is given.")
+    api_token: SecretStr | None = Field(None, description="Secret the API asks for on every endpoint but `/health` (`Authorization: Bearer TOKEN`, or Basic with the token as password), 16 to 512 printable ASCII characters without spaces; required to listen on an address other than loopback.")
+    api_lock_wait_seconds: float = Field(5.0, ge=0, le=HOUR, description="Seconds an API request waits while a run holds the database before it answers 503 with Retry-After.")
+
     # --- Dask ---
     task_runner: Literal["local", "dask"] = Field("local", description="Where extraction and embedding chunks run: `local` (the flow's process) or `dask` (prefect-dask).")
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster, e.g. `tcp://10.0.0.5:8786` (default: a local cluster per run).")
@@ -140,6 +146,20 @@ class Settings(BaseSettings):
 
                 return json.loads(text)
             return text.split()
+        return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value):
+        # An empty variable (compose's `${NEWSWATCH_API_TOKEN:-}`) means no token, not a short one.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_is_long_and_printable(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[!-~]{16,512}", value.get_secret_value()):
+            # The value is a secret: the message never quotes it.
+            raise ValueError("must be 16 to 512 printable ASCII characters without spaces (e.g. from `openssl rand -hex 32`)")
         return value
 
     @field_validator("duckdb_memory_limit")
@@ -229,6 +249,7 @@ GROUPS = {
     "watch_like_threshold": "Watches and alerts",
     "digest_notify": "Digest",
     "serve_interval_seconds": "Service",
+    "api_host": "API",
     "task_runner": "Dask",
 }
 

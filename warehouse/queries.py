@@ -320,3 +320,90 @@ def delivery_problems(connection: duckdb.DuckDBPyConnection) -> dict:
         number, url, error, at = found.get(kind, (0, None, None, None))
         problems[kind] = {"count": number, "latest": {"url": url, "error": error, "at": at} if number else None}
     return problems
+
+
+STORY_PAGE_COLUMNS = (
+    "story_id", "headline", "article_count", "original_count", "duplicate_count", "source_count", "sources",
+    "languages", "first_published_at", "last_published_at", "first_ingested_at", "last_ingested_at",
+    "first_seen_at", "last_seen_at",
+)
+
+
+def story_page(
+    connection: duckdb.DuckDBPyConnection,
+    limit: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    languages: list[str] | None = None,
+    story_ids: list[str] | None = None,
+    min_articles: int = 1,
+    min_sources: int = 1,
+    after: tuple[datetime, str] | None = None,
+) -> list[dict]:
+    """One page of stories, latest seen first, for readers that page with a cursor (the HTTP API, its feeds).
+
+    The order is (`last_seen_at`, `story_id`) descending, a total order that a new article can
+    only move a story up in, so a cursor of the last row read continues where a page ended.
+    Filters keep a story when one of its articles passes the time and language filters; sizes
+    are those of the whole story.
+
+    Args:
+        connection: An open warehouse connection.
+        limit: How many stories.
+        since: Only stories with an article seen at or after this time.
+        until: Only stories with an article seen before this time.
+        languages: Only stories with an article in one of these languages ("" for unknown).
+        story_ids: Only these stories.
+        min_articles: Only stories of at least this many articles (duplicates included).
+        min_sources: Only stories from at least this many distinct sources.
+        after: (last_seen_at, story_id) of the last story of the previous page.
+
+    Returns:
+        One dict per story with the keys of `STORY_PAGE_COLUMNS`.
+    """
+    after_seen, after_id = after if after is not None else (None, None)
+    rows = execute(
+        connection,
+        f"""
+        WITH members AS (
+            SELECT a.story_id, {_SEEN_AT} AS seen_at, coalesce(a.language, '') AS language_key,
+                   {_SOURCE_NAME} AS source_name
+            FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id
+            WHERE ?::VARCHAR[] IS NULL OR a.story_id IN (SELECT unnest(?::VARCHAR[]))
+        ),
+        matching AS (
+            SELECT DISTINCT story_id FROM members
+            WHERE (?::TIMESTAMPTZ IS NULL OR seen_at >= ?::TIMESTAMPTZ)
+              AND (?::TIMESTAMPTZ IS NULL OR seen_at < ?::TIMESTAMPTZ)
+              AND (?::VARCHAR[] IS NULL OR language_key IN (SELECT unnest(?::VARCHAR[])))
+        ),
+        activity AS (
+            SELECT story_id, min(seen_at) AS first_seen_at, max(seen_at) AS last_seen_at,
+                   list(DISTINCT source_name ORDER BY source_name) AS sources,
+                   list(DISTINCT language_key ORDER BY language_key) FILTER (WHERE language_key <> '') AS languages
+            FROM members WHERE story_id IN (SELECT story_id FROM matching) GROUP BY story_id
+        )
+        SELECT s.story_id, s.headline, s.article_count, s.original_count, s.duplicate_count, len(t.sources),
+               t.sources, coalesce(t.languages, []), s.first_published_at, s.last_published_at,
+               s.first_ingested_at, s.last_ingested_at, t.first_seen_at, t.last_seen_at
+        FROM stories s JOIN activity t USING (story_id)
+        WHERE s.article_count >= ? AND len(t.sources) >= ?
+          AND (?::TIMESTAMPTZ IS NULL OR t.last_seen_at < ?::TIMESTAMPTZ
+               OR (t.last_seen_at = ?::TIMESTAMPTZ AND s.story_id < ?::VARCHAR))
+        ORDER BY t.last_seen_at DESC, s.story_id DESC
+        LIMIT ?
+        """,
+        [
+            story_ids, story_ids, since, since, until, until, languages, languages,
+            min_articles, min_sources, after_seen, after_seen, after_seen, after_id, limit,
+        ],
+    )
+    return [dict(zip(STORY_PAGE_COLUMNS, row)) for row in rows]
+
+
+def stories_of_articles(connection: duckdb.DuckDBPyConnection, article_ids: list[str]) -> dict[str, str]:
+    """article_id → story_id of these articles (ids not stored are left out)."""
+    rows = execute(connection, "SELECT article_id, story_id FROM articles WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
+                   [article_ids])
+    return dict(rows)

@@ -475,3 +475,34 @@ def delivery_health(connection: duckdb.DuckDBPyConnection) -> dict:
 def matched_story_ids(connection: duckdb.DuckDBPyConnection, watch_id: int) -> list[str]:
     """The stories a watch has matched."""
     return [story_id for (story_id,) in execute(connection, "SELECT story_id FROM watch_matches WHERE watch_id = ?", [watch_id])]
+
+
+def alerted_stories(connection: duckdb.DuckDBPyConnection, watch_id: int, limit: int = 50) -> list[dict]:
+    """The stories a watch has alerted on, the latest alert first: one row per story, however often it alerted.
+
+    A feed of the watch shows each story once and updates it when the story alerts again as
+    developing, so the story's first alert is its `first_alerted_at` and its latest its
+    `last_alerted_at` (with that alert's kind and sizes).
+
+    Returns:
+        Dicts with `story_id`, `headline` (the story's now), `article_count`, `duplicate_count` and
+        `last_ingested_at` (the story's now), `alerts` (how many), `first_alerted_at`,
+        `last_alerted_at`, `last_alert_id`, `last_kind`, `alerted_article_count`, `alerted_source_count`.
+    """
+    rows = execute(
+        connection,
+        """
+        SELECT a.story_id, s.headline, s.article_count, s.duplicate_count, s.last_ingested_at, count(*) AS alerts,
+               min(a.created_at), max(a.created_at), arg_max(a.alert_id, a.created_at), arg_max(a.kind, a.created_at),
+               arg_max(a.article_count, a.created_at), arg_max(a.source_count, a.created_at)
+        FROM alerts a JOIN stories s ON s.story_id = a.story_id
+        WHERE a.watch_id = ?
+        GROUP BY a.story_id, s.headline, s.article_count, s.duplicate_count, s.last_ingested_at
+        ORDER BY max(a.created_at) DESC, a.story_id
+        LIMIT ?
+        """,
+        [watch_id, limit],
+    )
+    columns = ("story_id", "headline", "article_count", "duplicate_count", "last_ingested_at", "alerts", "first_alerted_at",
+               "last_alerted_at", "last_alert_id", "last_kind", "alerted_article_count", "alerted_source_count")
+    return [dict(zip(columns, row)) for row in rows]
