@@ -69,7 +69,8 @@ def _connect(path: Path, read_only: bool, lock_wait: float, memory_limit: str | 
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as error:
-            if not is_lock_error(error) or time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if not is_lock_error(error) or remaining <= 0:
                 if is_damage_error(error):
                     raise damage_error(path, error) from None
                 if is_lock_error(error):
@@ -77,7 +78,7 @@ def _connect(path: Path, read_only: bool, lock_wait: float, memory_limit: str | 
                         f"database {path} is busy: another process kept it open for more than {lock_wait:g} s"
                     ) from None
                 raise WarehouseError(f"cannot open database {path}: {_first_line(error)}") from None
-            time.sleep(delay)
+            time.sleep(min(delay, remaining))  # the last wait ends at the deadline, then one more try
             delay = min(delay * 2, 1.0)
 
 
