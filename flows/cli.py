@@ -26,7 +26,7 @@ from extract.embed import EmbeddingModelError
 from flows.disk import disk_failure
 from flows.feed_list import FeedFileError, import_feed_file
 from flows.service import ServiceError, prefect_home
-from flows.settings import load_settings, settings_error_message
+from flows.settings import check_cron_expressions, load_settings, settings_error_message
 from warehouse.connection import WarehouseError, open_warehouse, run_lock
 from warehouse.feeds import attention_reasons, list_feeds
 from warehouse.queries import list_stories, story_articles
@@ -451,10 +451,14 @@ def _use_running_service(settings) -> None:
 def _service_settings(db, interval, cron):
     if interval is not None and cron is not None:
         fail("give --interval or --cron, not both")
-    settings = _settings(db=db, serve_interval_seconds=interval, serve_cron=cron)  # cron expressions are checked there
+    settings = _settings(db=db, serve_interval_seconds=interval, serve_cron=cron)
     _check_embed_device(settings)
     if interval is not None:
         settings = settings.model_copy(update={"serve_cron": None})
+    try:
+        check_cron_expressions(settings)
+    except ValueError as error:
+        fail(str(error))
     return settings
 
 

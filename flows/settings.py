@@ -194,25 +194,6 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _cron_expressions_parse(self) -> "Settings":
-        # Prefect reads the expressions; it is imported (about a second) only for values other than the defaults.
-        fields = ("serve_cron", "maintenance_cron", "digest_cron")
-        if all(getattr(self, name) == Settings.model_fields[name].default for name in fields) and self.serve_timezone == "UTC":
-            return self
-        from prefect.schedules import Cron
-
-        for name in fields:
-            expression = getattr(self, name)
-            if expression is None:
-                continue
-            try:
-                Cron(expression, timezone=self.serve_timezone)
-            except Exception as error:  # noqa: BLE001 - pydantic or croniter, both mean a bad expression
-                reason = str(error).strip().splitlines()[-1][:120] if str(error).strip() else type(error).__name__
-                raise ValueError(f"NEWSWATCH_{name.upper()}: invalid cron expression {expression!r}: {reason}") from None
-        return self
-
-    @model_validator(mode="after")
     def _backend_fits_device(self) -> "Settings":
         check_backend_and_device(self.embed_backend, self.embed_device, ("NEWSWATCH_EMBED_BACKEND=", "NEWSWATCH_EMBED_DEVICE="))
         return self
@@ -252,6 +233,29 @@ GROUPS = {
     "api_host": "API",
     "task_runner": "Dask",
 }
+
+
+CRON_SETTINGS = ("serve_cron", "maintenance_cron", "digest_cron")
+
+
+def check_cron_expressions(settings: Settings) -> None:
+    """Raise ValueError, one sentence naming the setting, for a cron expression the schedules cannot use.
+
+    Not part of the settings' own validation: it imports Prefect, which reads PREFECT_API_URL once,
+    when first imported, and `serve` points that variable at its own server after reading the
+    settings. The commands that schedule (`serve`, `deploy`) call it.
+    """
+    from prefect.schedules import Cron
+
+    for name in CRON_SETTINGS:
+        expression = getattr(settings, name)
+        if expression is None:
+            continue
+        try:
+            Cron(expression, timezone=settings.serve_timezone)
+        except Exception as error:  # noqa: BLE001 - pydantic or croniter, both mean a bad expression
+            reason = str(error).strip().splitlines()[-1][:120] if str(error).strip() else type(error).__name__
+            raise ValueError(f"invalid cron expression {expression!r} (NEWSWATCH_{name.upper()}): {reason}") from None
 
 
 def load_settings(**overrides) -> Settings:

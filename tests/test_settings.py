@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from flows.settings import GROUPS, Settings, settings_error_message, settings_markdown
+from flows.settings import GROUPS, Settings, check_cron_expressions, settings_error_message, settings_markdown
 
 SETTINGS_PAGE = (Path(__file__).parent.parent / "docs" / "settings.md").read_text(encoding="utf-8")
 
@@ -120,7 +120,6 @@ def test_languages_time_zones_and_crons_are_checked():
     for overrides, variable in (
         ({"term_language": "zz"}, "NEWSWATCH_TERM_LANGUAGE"),
         ({"serve_timezone": "Mars/Olympus"}, "NEWSWATCH_SERVE_TIMEZONE"),
-        ({"digest_cron": "every morning"}, "NEWSWATCH_DIGEST_CRON"),
         ({"duckdb_memory_limit": "0MB"}, "NEWSWATCH_DUCKDB_MEMORY_LIMIT"),
         ({"user_agent": "a\r\nX-Injected: 1"}, "NEWSWATCH_USER_AGENT"),
     ):
@@ -129,6 +128,17 @@ def test_languages_time_zones_and_crons_are_checked():
         message = settings_error_message(raised.value)
         assert variable in message and "\n" not in message, message
     assert Settings(term_language="de", serve_timezone="Europe/Berlin", digest_cron="0 6 * * 1-5").term_language == "de"
+
+
+def test_cron_expressions_are_checked_apart_without_importing_prefect_first():
+    # `serve` sets PREFECT_API_URL after reading the settings, and Prefect reads it when first imported.
+    probe = "import sys; from flows.settings import Settings; Settings(maintenance_cron='*/10 * * * *'); print('prefect' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert imported.stdout.strip() == "False", imported.stdout + imported.stderr
+    check_cron_expressions(Settings(digest_cron="0 6 * * 1-5", serve_timezone="Europe/Berlin"))
+    with pytest.raises(ValueError) as raised:
+        check_cron_expressions(Settings(digest_cron="every morning"))
+    assert "NEWSWATCH_DIGEST_CRON" in str(raised.value) and "\n" not in str(raised.value)
 
 
 @hypothesis_settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
