@@ -34,7 +34,6 @@ import random
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,6 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving import Service  # noqa: E402 (a sibling module of this script)
 
 PROBE = "latencyprobe"
 
@@ -122,13 +123,6 @@ class Feed:
         return next((at for at, _, guids in list(self.polls) if at >= after and guid in guids), None)
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        return None
-
-
 def pick_texts(docs: list[dict], count: int, seed: int) -> list[dict]:
     """One article of each of `count` different topics (the seed chooses which)."""
     rng = random.Random(seed)
@@ -146,7 +140,6 @@ def _title_and_text(doc: dict) -> tuple[str, str]:
 
 
 def run(args) -> dict:
-    from flows.service import descendants
     from tests.http_server import LocalServer
     from tests.receivers import WebhookReceiver
 
@@ -172,30 +165,19 @@ def run(args) -> dict:
         "HF_HUB_OFFLINE": "1",
     }
     environment.pop("PREFECT_API_URL", None)
-    command = [sys.executable, "-m", "flows.cli"]
     old = datetime.now(UTC) - timedelta(hours=2)
     for number, doc in enumerate(seeds):
         title, text = _title_and_text(doc)
         feed.add(f"seed-{number}", title, text, old + timedelta(minutes=number))
-    for step in (["add-feed", server.url("/feed.xml"), "--name", "Latency wire"],
-                 ["add-watch", "latency", "--query", PROBE, "--notify", receiver.json_url("/hook")]):
-        done = subprocess.run([*command, *step, "--db", str(db)], cwd=ROOT, env=environment, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"alert_latency: `newswatch {step[0]}` failed: {done.stderr.strip()[-500:]}")
-    log_path = scratch / "serve.log"
-    log = log_path.open("wb")
-    started = time.monotonic()
-    service = subprocess.Popen(
-        [*command, "serve", "--db", str(db), "--interval", str(args.interval)],
-        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    seen: dict[int, str | None] = {}
+    service = Service("alert_latency", db, environment, args.interval, [
+        ["add-feed", server.url("/feed.xml"), "--name", "Latency wire"],
+        ["add-watch", "latency", "--query", PROBE, "--notify", receiver.json_url("/hook")],
+    ])
     stop_watching = threading.Event()
 
     def watch_processes() -> None:  # every process the service starts, to check they are all gone at the end
         while not stop_watching.is_set():
-            for pid in descendants(service.pid):
-                seen.setdefault(pid, _start_time(pid))
+            service.record_children()
             stop_watching.wait(0.5)
 
     watcher = threading.Thread(target=watch_processes, daemon=True)
@@ -203,14 +185,7 @@ def run(args) -> dict:
     results, ready_seconds, error = [], None, None
     try:
         deadline = time.monotonic() + args.startup_timeout
-        while ready_seconds is None and time.monotonic() < deadline:
-            if service.poll() is not None:
-                raise RuntimeError(f"the service exited at start: {log_path.read_text(errors='replace')[-800:]}")
-            if "newswatch serving" in log_path.read_text(errors="replace"):
-                ready_seconds = time.monotonic() - started
-            time.sleep(0.2)
-        if ready_seconds is None:
-            raise RuntimeError("the service was not ready in time")
+        ready_seconds = service.wait_until_serving(args.startup_timeout)
         while len(feed.polls) < 2 and time.monotonic() < deadline + 120:  # two runs polled: settled
             time.sleep(0.2)
         settled_at = time.monotonic()
@@ -247,20 +222,9 @@ def run(args) -> dict:
     except BaseException as caught:  # noqa: BLE001 - report it after the service is stopped
         error, extra = caught, None
     finally:
-        stop_signal = time.monotonic()
-        if service.poll() is None:
-            service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(service.pid, signal.SIGKILL)
-            service.wait(10)
-        stop_seconds = time.monotonic() - stop_signal
+        stop_seconds, left = service.stop()
         stop_watching.set()
         watcher.join(5)
-        log.close()
-        time.sleep(1)
-        left = [pid for pid, start in seen.items() if start is not None and _start_time(pid) == start]
         for pid in left:  # ours (started by the service), still there: say so and end them
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -283,7 +247,7 @@ def run(args) -> dict:
         "interval_s": args.interval,
         "pages": args.pages,
         "ready_s": round(ready_seconds, 1),
-        "settle_s": round(settled_at - started, 1),
+        "settle_s": round(settled_at - service.started, 1),
         "entries": results,
         "extra_webhooks": extra,
         "runs": len(runs),
@@ -294,8 +258,8 @@ def run(args) -> dict:
         "to_poll_s": _spread([r["to_poll_s"] for r in results if r.get("to_poll_s") is not None]),
         "poll_to_webhook_s": _spread([r["poll_to_webhook_s"] for r in results if r.get("poll_to_webhook_s") is not None]),
         "stop_s": round(stop_seconds, 1),
-        "exit_code": service.returncode,
-        "processes_started": len(seen),
+        "exit_code": service.process.returncode,
+        "processes_started": len(service.seen),
         "processes_left": len(left),
     }
     if not args.keep:

@@ -55,7 +55,6 @@ import select
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -72,7 +71,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from alert_latency import _start_time, _title_and_text, free_port, read_docs  # noqa: E402 (a sibling script module)
+from alert_latency import _title_and_text, free_port, read_docs  # noqa: E402 (a sibling script module)
+from serving import Service  # noqa: E402
 
 PROBE = "soakprobe"
 DEFAULT_DATA = ROOT.parent / "shared" / "eval" / "B1_ecbplus_events" / "dev"
@@ -309,8 +309,6 @@ def prefect_run_states(api_url: str) -> dict[str, int]:
 
 
 def run(args) -> dict:
-    from flows.service import descendants
-
     from tests.http_server import LocalServer
 
     rng = random.Random(args.seed)
@@ -336,25 +334,13 @@ def run(args) -> dict:
         **dict(setting.split("=", 1) for setting in args.env),
     }
     environment.pop("PREFECT_API_URL", None)
-    command = [sys.executable, "-m", "flows.cli"]
     start = datetime.now(UTC).replace(microsecond=0)
     for feed in [*site.news, FLAKY]:
         site.publish(feed, 3 * args.per_minute, start - timedelta(hours=1), timedelta(minutes=1))
     site.publish(WIRE, args.big_start, start - timedelta(minutes=1), timedelta(seconds=20))
     steps = [["add-feed", server.url(f"/feeds/{feed}.xml"), "--name", f"Soak {feed}"] for feed in [*site.news, FLAKY, HANG, WIRE]]
     steps.append(["add-watch", "soak", "--query", PROBE, "--notify", receiver.json_url("/hook")])
-    for step in steps:
-        done = subprocess.run([*command, *step, "--db", str(db)], cwd=ROOT, env=environment, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"soak: `newswatch {step[0]}` failed: {done.stderr.strip()[-500:]}")
-    log_path = scratch / "serve.log"
-    log = log_path.open("wb")
-    started = time.monotonic()
-    service = subprocess.Popen(
-        [*command, "serve", "--db", str(db), "--interval", str(args.interval)],
-        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    seen: dict[int, str | None] = {}
+    service = Service("soak", db, environment, args.interval, steps)
     samples: list[dict] = []
     stop_watching = threading.Event()
     ready_wall = time.time()
@@ -362,11 +348,9 @@ def run(args) -> dict:
     def watch_processes() -> None:  # every process the service starts, and a sample every `sample_seconds`
         next_sample = 0.0
         while not stop_watching.is_set():
-            pids = descendants(service.pid)
-            for pid in pids:
-                seen.setdefault(pid, _start_time(pid))
-            if time.monotonic() >= next_sample and service.poll() is None:
-                samples.append(measure(service.pid, pids, ready_wall))
+            pids = service.record_children()
+            if time.monotonic() >= next_sample and service.process.poll() is None:
+                samples.append(measure(service.process.pid, pids, ready_wall))
                 next_sample = time.monotonic() + args.sample_seconds
             stop_watching.wait(0.5)
 
@@ -379,15 +363,7 @@ def run(args) -> dict:
 
     error, ready_seconds, prefect_states = None, None, {}
     try:
-        deadline = time.monotonic() + args.startup_timeout
-        while ready_seconds is None and time.monotonic() < deadline:
-            if service.poll() is not None:
-                raise RuntimeError(f"the service exited at start: {log_path.read_text(errors='replace')[-800:]}")
-            if "newswatch serving" in log_path.read_text(errors="replace"):
-                ready_seconds = time.monotonic() - started
-            time.sleep(0.2)
-        if ready_seconds is None:
-            raise RuntimeError("the service was not ready in time")
+        ready_seconds = service.wait_until_serving(args.startup_timeout)
         ready_wall = site.bursts_from = time.time()
         end_wall = ready_wall + args.minutes * 60
         watcher = threading.Thread(target=watch_processes, daemon=True)
@@ -395,8 +371,8 @@ def run(args) -> dict:
         watcher.start()
         publisher.start()
         while time.time() < end_wall:
-            if service.poll() is not None:
-                raise RuntimeError(f"the service exited after {time.time() - ready_wall:.0f} s with {service.returncode}")
+            if service.process.poll() is not None:
+                raise RuntimeError(f"the service exited after {time.time() - ready_wall:.0f} s with {service.process.returncode}")
             time.sleep(min(5.0, max(0.0, end_wall - time.time())))
         try:
             prefect_states = prefect_run_states(f"http://127.0.0.1:{prefect_port}/api")
@@ -405,19 +381,8 @@ def run(args) -> dict:
     except BaseException as caught:  # noqa: BLE001 - report it after the service is stopped
         error = caught
     finally:
-        stop_signal = time.monotonic()
-        if service.poll() is None:
-            service.send_signal(signal.SIGTERM)
-        try:
-            service.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(service.pid, signal.SIGKILL)
-            service.wait(10)
-        stop_seconds = time.monotonic() - stop_signal
+        stop_seconds, left = service.stop()
         stop_watching.set()
-        log.close()
-        time.sleep(1)
-        left = [pid for pid, start_time in seen.items() if start_time is not None and _start_time(pid) == start_time]
         left_commands = []
         for pid in left:  # ours (started by the service), still there: say so and end them
             try:
@@ -435,8 +400,8 @@ def run(args) -> dict:
         "probe_topics": site.probe_topics,
         "ready_s": round(ready_seconds, 1),
         "stop_s": round(stop_seconds, 1),
-        "exit_code": service.returncode,
-        "processes_started": len(seen),
+        "exit_code": service.process.returncode,
+        "processes_started": len(service.seen),
         "processes_left": len(left),
         "processes_left_commands": left_commands,
         "prefect_flow_run_states": prefect_states,
@@ -445,7 +410,7 @@ def run(args) -> dict:
         "published": {feed: len(entries) for feed, entries in site.entries.items()},
         "webhook_requests": len(receiver.received),
         "webhook_failed_on_purpose": len(receiver.failed),
-        "serve_log": log_lines(log_path),
+        "serve_log": log_lines(service.log_path),
         "database_mib": round(db.stat().st_size / 2**20, 1),
         "prefect_database_mib": round(sum(f.stat().st_size for f in (scratch / "prefect").glob("*.db*")) / 2**20, 1),
     }
