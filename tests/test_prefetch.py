@@ -31,8 +31,11 @@ def test_prefetched_vectors_equal_the_run_s_own(tmp_path, seed_texts):
     got = prefetch.finish()
     assert set(got) == {text_hash(text) for text in seed_texts}
     vectors, counts, _ = embedding.embed_texts(seed_texts, settings)
+    # The thread batches texts as they arrive, and OpenVINO's vectors move by up to 1.6e-4 with the
+    # batch's padded shape (the seeds' second text embedded alone or beside the first), so the
+    # tolerance is the backend's own, not float rounding; another text's vector is ~0.1 away.
     for text, vector, count in zip(seed_texts, vectors, counts):
-        np.testing.assert_allclose(got[text_hash(text)][0], vector, atol=1e-5)
+        np.testing.assert_allclose(got[text_hash(text)][0], vector, atol=1e-3)
         assert got[text_hash(text)][1] == count
 
 
