@@ -15,7 +15,7 @@ SIMILARITY_MEANINGS = {
     "url": "same canonical URL",
     "exact": "same normalised text",
     "copy": "word 5-shingle Jaccard",
-    "rewrite": "whole-article embedding cosine",
+    "rewrite": "probability of the rewrite model",
 }
 
 
@@ -67,7 +67,7 @@ def show_side_by_side(duplicate: dict, original: dict) -> None:
     kind = duplicate["duplicate_kind"] or "duplicate"
     similarity = duplicate["duplicate_similarity"]
     stored = (
-        f"similarity {similarity:.2f} ({SIMILARITY_MEANINGS.get(kind, 'as stored')})" if similarity is not None
+        f"score {similarity:.2f} ({SIMILARITY_MEANINGS.get(kind, 'as stored')})" if similarity is not None
         else SIMILARITY_MEANINGS.get(kind, "no similarity stored")
     )
     st.markdown(

@@ -5,14 +5,20 @@ Four kinds of evidence, strongest first:
 - ``url``: the same canonical URL;
 - ``exact``: the same normalised text;
 - ``copy``: word 5-shingle Jaccard at or above `copy_jaccard` (syndicated copies, light edits);
-- ``rewrite``: a paraphrase. Three tests must all pass: the whole-article embeddings are nearly
-  identical; the two articles name mostly the same people, places and numbers; and the pair
-  stands out — each is clearly closer to the other than to any third article (outside their
-  own copies). Other articles about the same event read alike too, but they bring names and
-  numbers of their own, and when many reports of one event resemble each other no single pair
-  stands out (the margin criterion used to mine parallel sentences, applied to articles).
+- ``rewrite``: a paraphrase, condensed or polished version. A pair whose everyday vectors are
+  close (`candidate_similarity`, a loose first gate) is scored by the rewrite model
+  (`extract.rewrites`: whole-article cosine, and how much of the shorter text's names, numbers,
+  rarer words and word pairs and triples the longer one holds); its probability must reach
+  `rewrite_probability`, and the pair must stand out: each is clearly closer to the other than
+  to any third article outside their own copies (the margin criterion used to mine parallel
+  sentences, applied to articles). Whole articles nearly identical in meaning
+  (`rewrite_similarity`) that name mostly the same people, places and numbers
+  (`rewrite_term_overlap`) are rewrites too, whatever the model says, if they stand out. Other articles about the same event read alike too, but they
+  bring names, numbers and wording of their own, and when many reports of one event resemble
+  each other no single pair stands out.
 
 Duplicates always point at the earliest copy (the root of their group), never at another copy.
+A rewrite's score is the model's probability; a copy's is its Jaccard.
 """
 
 import re
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from extract.rewrites import RewriteModel, TextProfile, evidence, load_model, profile
 from extract.terms import overlap
 
 
@@ -53,18 +60,33 @@ class DedupeRules:
     """Thresholds of the near-duplicate tests (the tunable ones are settings: `Settings.dedupe_rules`)."""
 
     copy_jaccard: float
-    rewrite_similarity: float
-    rewrite_term_overlap: float
+    rewrite_probability: float
     rewrite_margin: float
-    # With everyday vectors of the articles' leads: the lead cosine from which a pair is checked
-    # with whole-article vectors (None: the vectors are whole, and `rewrite_similarity` decides).
-    rewrite_gate: float | None = None
+    # Whole articles this close in meaning, naming mostly the same people, places and numbers, are
+    # rewrites whatever the model says (a free rewrite may drop most of the numbers).
+    rewrite_similarity: float = 0.93
+    rewrite_term_overlap: float = 0.5
+    # Everyday-vector cosine from which a pair is compared at all (copies and rewrites).
+    candidate_similarity: float = 0.7
+    # True when the everyday vectors are of the articles' leads: a possible rewrite is then
+    # scored with whole-article vectors (asked for through `find_duplicates`' `whole_vector`).
+    lead_vectors: bool = False
     shingle_size: int = 5
-    candidate_similarity: float = 0.8
     candidates: int = 20
     # Rivals whose lead cosine to either side is this far under the pair's whole cosine minus
     # the margin cannot beat it; the closer ones are compared with whole vectors too.
     rival_slack: float = 0.05
+    language: str = "en"  # of the rarer-word list the rewrite evidence uses
+    model: RewriteModel | None = None  # None: the packaged rewrite model
+
+
+@dataclass
+class DedupeCounts:
+    """What the near-duplicate tests cost: pairs compared, pairs the rewrite model scored, rewrites found."""
+
+    compared: int = 0
+    scored: int = 0
+    rewrites: int = 0
 
 
 _WORD = re.compile(r"\w+")
@@ -89,6 +111,7 @@ def find_duplicates(
     history: Sequence[DedupeItem],
     rules: DedupeRules,
     whole_vector: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
+    counts: DedupeCounts | None = None,
 ) -> dict[str, DuplicateMatch]:
     """Find which new articles duplicate a stored one or an earlier new one.
 
@@ -100,11 +123,12 @@ def find_duplicates(
         whole_vector: When the items' vectors are of their leads: gives the whole-article vectors
             of these article ids (computing them if need be), asked only for possible rewrites
             and their close rivals. None: the items' vectors are whole.
+        counts: Filled with what the tests cost, when given.
 
     Returns:
         A match for each new article that is a duplicate, keyed by its article_id.
     """
-    pool = _Pool([*history, *new], rules, len(history), whole_vector)
+    pool = _Pool([*history, *new], rules, len(history), whole_vector, counts if counts is not None else DedupeCounts())
     offset = len(history)
     for item in history:
         pool.link(item.article_id, item.duplicate_of or item.article_id)
@@ -133,13 +157,21 @@ def find_duplicates(
 
 
 _KIND_STRENGTH = {"copy": 0, "rewrite": 1}
+# How far under `rewrite_similarity` two leads may be for their whole articles to reach it.
+NEAR_LEADS = 0.05
+# How much higher than their leads' cosine two whole articles' may be, for the evidence's bound.
+WHOLE_OVER_LEAD = 0.1
 
 
 class _Pool:
     """Stored and new articles, their similarity matrix, and the duplicate groups found so far."""
 
-    def __init__(self, items: list[DedupeItem], rules: DedupeRules, offset: int = 0, whole_vector=None):
+    def __init__(self, items: list[DedupeItem], rules: DedupeRules, offset: int = 0, whole_vector=None,
+                 counts: DedupeCounts | None = None):
         self.items = items
+        self.counts = counts or DedupeCounts()
+        self.model = rules.model or load_model()
+        self._profiles: dict[int, TextProfile] = {}
         self.whole_vector = whole_vector
         self._whole: dict[int, np.ndarray] = {}
         self.offset = offset  # where the new articles start
@@ -168,6 +200,11 @@ class _Pool:
             self._shingles[position] = shingles(self.items[position].text, self.rules.shingle_size)
         return self._shingles[position]
 
+    def profile_of(self, position: int) -> TextProfile:
+        if position not in self._profiles:
+            self._profiles[position] = profile(self.items[position].text, self.rules.language)
+        return self._profiles[position]
+
     def _rows(self, position: int) -> np.ndarray:
         """Pool positions an article is compared with: its stored and batch neighbours (or all of either)."""
         item = self.items[position]
@@ -181,43 +218,37 @@ class _Pool:
             batch = [position, *(self.position_of[a] for a in item.batch_neighbours if self.position_of.get(a, -1) >= self.offset)]
         return np.array(sorted({*stored, *batch}), dtype=np.int64)
 
-    @staticmethod
-    def _runner_up(rows: np.ndarray, similarities: np.ndarray, excluded) -> float:
-        """The highest similarity among rows that are not `excluded(position)`."""
-        for other in np.argsort(-similarities, kind="stable"):
-            if not excluded(int(rows[other])):
-                return float(similarities[other])
-        return -1.0
-
     def _stands_out(self, position: int, candidate: int, similarity: float, rows: np.ndarray, similarities: np.ndarray) -> bool:
-        group = self.groups.get(self.root[self.items[candidate].article_id], set())
+        """Whether no third article comes within the margin of the pair's whole cosine, to either side.
 
-        def excluded(other: int) -> bool:  # the pair itself and the candidate's own copies
-            return other == position or other == candidate or other in group
-
-        candidate_similarities = self.vectors[rows] @ self.items[candidate].vector
-        runner_up = max(
-            self._runner_up(rows, similarities, excluded), self._runner_up(rows, candidate_similarities, excluded)
-        )
-        return similarity - runner_up >= self.rules.rewrite_margin
-
-    def _stands_out_whole(self, position: int, candidate: int, similarity: float, rows: np.ndarray,
-                          similarities: np.ndarray) -> bool:
-        """`_stands_out` with whole-article vectors, for a pair whose vectors are their leads.
-
-        Only the rivals whose lead cosine to either side comes near the bar are compared whole.
+        The candidate's own copies do not count, nor does a third article the rewrite model
+        takes for a rewrite of the side it is close to: two rewrites of one article are close
+        to it and to each other, and belong to its family. With lead vectors, only the rivals
+        whose lead cosine to either side comes near the bar are compared whole.
         """
+        rules = self.rules
         group = self.groups.get(self.root[self.items[candidate].article_id], set())
         candidate_similarities = self.vectors[rows] @ self.items[candidate].vector
-        near = similarity - self.rules.rewrite_margin - self.rules.rival_slack
+        bar = similarity - rules.rewrite_margin
+        near = bar - rules.rival_slack if rules.lead_vectors else bar
         rivals = [int(rows[i]) for i in range(len(rows))
                   if int(rows[i]) not in (position, candidate) and int(rows[i]) not in group
-                  and max(similarities[i], candidate_similarities[i]) >= near]
+                  and max(similarities[i], candidate_similarities[i]) > near]
         if not rivals:
             return True
-        wholes = self.wholes([position, candidate, *rivals])
-        runner_up = float(np.max(wholes[2:] @ wholes[:2].T))
-        return similarity - runner_up >= self.rules.rewrite_margin
+        if rules.lead_vectors:
+            wholes = self.wholes([position, candidate, *rivals])
+        else:
+            wholes = self.vectors[[position, candidate, *rivals]]
+        for rival, (to_new, to_candidate) in zip(rivals, wholes[2:] @ wholes[:2].T):
+            closest = max(float(to_new), float(to_candidate))
+            if closest <= bar:
+                continue
+            side = position if to_new >= to_candidate else candidate
+            pair = evidence(self.profile_of(rival), self.profile_of(side), closest)
+            if self.model.probability(pair) < rules.rewrite_probability:
+                return False
+        return True
 
     def near_duplicate(self, position: int) -> DuplicateMatch | None:
         rules = self.rules
@@ -232,25 +263,32 @@ class _Pool:
             similarity = float(similarities[at])
             if similarity < rules.candidate_similarity:
                 break
-            other = self.items[candidate]
-            original = self.root[other.article_id]
+            original = self.root[self.items[candidate].article_id]
+            self.counts.compared += 1
             copy = jaccard(self.shingles_of(position), self.shingles_of(candidate))
             if copy >= rules.copy_jaccard:
                 found.append(DuplicateMatch(original, "copy", copy))
-            elif self.whole_vector is None:
-                if (
-                    similarity >= rules.rewrite_similarity
-                    and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap
-                    and self._stands_out(position, candidate, similarity, rows, similarities)
-                ):
-                    found.append(DuplicateMatch(original, "rewrite", similarity))
-            elif similarity >= rules.rewrite_gate and overlap(item.terms, other.terms) >= rules.rewrite_term_overlap:
-                # A possible rewrite: the whole articles decide, not their leads.
-                pair = self.wholes([position, candidate])
-                whole = float(pair[0] @ pair[1])
-                if whole >= rules.rewrite_similarity and self._stands_out_whole(position, candidate, whole, rows, similarities):
-                    found.append(DuplicateMatch(original, "rewrite", whole))
+                continue
+            pair = evidence(self.profile_of(position), self.profile_of(candidate), similarity)
+            names = overlap(item.terms, self.items[candidate].terms) >= rules.rewrite_term_overlap
+            if rules.lead_vectors:
+                # The whole articles decide, not their leads; a pair that could not pass even with
+                # whole articles much closer than their leads is not embedded whole.
+                near = names and similarity >= rules.rewrite_similarity - NEAR_LEADS
+                hope = min(1.0, similarity + WHOLE_OVER_LEAD)
+                if not near and self.model.probability(np.concatenate([[hope], pair[1:]])) < rules.rewrite_probability:
+                    continue
+                wholes = self.wholes([position, candidate])
+                pair[0] = float(wholes[0] @ wholes[1])
+            self.counts.scored += 1
+            probability = self.model.probability(pair)
+            if probability < rules.rewrite_probability and not (names and pair[0] >= rules.rewrite_similarity):
+                continue
+            if self._stands_out(position, candidate, float(pair[0]), rows, similarities):
+                found.append(DuplicateMatch(original, "rewrite", probability))
         if not found:
             return None
         # Copy evidence beats a paraphrase verdict; among equals the earliest original wins.
-        return min(found, key=lambda match: (_KIND_STRENGTH[match.kind], self.position_of.get(match.original_id, -1)))
+        match = min(found, key=lambda match: (_KIND_STRENGTH[match.kind], self.position_of.get(match.original_id, -1)))
+        self.counts.rewrites += match.kind == "rewrite"
+        return match

@@ -19,7 +19,7 @@ import numpy as np
 
 from extract.cluster import ClusterItem, Story, StoryAssignment, assign_stories
 from extract.content import EXTRACTOR, Article, text_hash
-from extract.dedupe import DedupeItem, find_duplicates
+from extract.dedupe import DedupeCounts, DedupeItem, find_duplicates
 from extract.feeds import canonicalize_url
 from extract.neighbours import nearest_in_batch
 from extract.terms import TermWeights, extract_terms
@@ -117,11 +117,6 @@ def embed_articles(prepared: list[PreparedArticle], db: Path, settings: Settings
     return embedded.rows(embedding_model_key(settings), whole_model_key(settings))
 
 
-# How far under the rewrite bar a pair counts as a near repeat: its neighbours are rivals too, and
-# with everyday vectors of the leads, it is checked with whole-article vectors.
-NEAR_REPEAT = 0.05
-
-
 class WholeVectors:
     """Whole-article vectors for dedupe, computed only for the articles a verdict asks about, and kept."""
 
@@ -179,7 +174,8 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
     # Within the batch too, each article is compared only with its nearest articles (and, for the
     # rewrite margin, with theirs when they are nearly identical): no step compares every pair.
     batch = nearest_in_batch(np.stack([item.vector for item in prepared]), settings.history_neighbours)
-    floor = settings.rewrite_similarity - NEAR_REPEAT
+    # A pair over the rewrite gate may be a rewrite: the neighbours of either side are its rivals.
+    floor = settings.rewrite_gate
     batch_near = [frozenset(prepared[q].article_id for q in batch.of(p)) for p in range(len(prepared))]
     compared_stored, compared_batch = [], []
     for p in range(len(prepared)):
@@ -189,16 +185,19 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
             within |= batch_near[q]
         compared_stored.append(frozenset(stored))
         compared_batch.append(frozenset(within - {prepared[p].article_id}))
-    rules, whole = settings.dedupe_rules(), None
+    rules, whole, counts = settings.dedupe_rules(), None, DedupeCounts()
     if lead_chunks(settings):
-        rules, whole = replace(rules, rewrite_gate=floor), WholeVectors(db, settings, prepared, history)
+        rules, whole = replace(rules, lead_vectors=True), WholeVectors(db, settings, prepared, history)
     duplicates = find_duplicates(
         [DedupeItem(p.article_id, p.canonical_url, p.text_hash, p.article.text, p.vector, p.terms, None, stored, within)
          for p, stored, within in zip(prepared, compared_stored, compared_batch)],
         [DedupeItem(h.article_id, h.canonical_url, h.text_hash, h.text, h.vector, h.terms, h.duplicate_of) for h in history.articles],
         rules,
         whole,
+        counts,
     )
+    logger.info("compared %d candidate pairs of %d articles; the rewrite model scored %d; %d rewrites",
+                counts.compared, len(prepared), counts.scored, counts.rewrites)
     if whole is not None and whole.embedded:
         logger.info("embedded %d whole articles for possible rewrites", whole.embedded)
 
@@ -255,7 +254,7 @@ def nearest_stored(connection, db: Path, vectors: np.ndarray, settings: Settings
         index.save()
     found = index.search(vectors, settings.history_neighbours)
     near = [set(hits) for hits in found]
-    floor = settings.rewrite_similarity - NEAR_REPEAT
+    floor = settings.rewrite_gate
     close = sorted({article_id for hits in found for article_id, similarity in hits.items() if similarity >= floor})
     if close:
         exact = stored_vectors(connection, embedding_model_key(settings), close, whole_model_key(settings))

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from extract.cluster import ClusterRules
 from extract.dedupe import DedupeRules
+from extract.rewrites import load_model
 from extract.embed import check_backend_and_device
 from warehouse.connection import DEFAULT_MEMORY_LIMIT
 
@@ -62,9 +63,12 @@ class Settings(BaseSettings):
 
     # --- Duplicates ---
     copy_jaccard: float = Field(0.5, ge=0, le=1, description="Word 5-shingle Jaccard from which two articles are copies.")
-    rewrite_similarity: float = Field(0.93, ge=0, le=1, description="Whole-article embedding cosine from which a paraphrase may be a rewrite.")
-    rewrite_term_overlap: float = Field(0.5, ge=0, le=1, description="Share of shared names and numbers a rewrite must also have.")
+    rewrite_gate: float = Field(0.7, ge=0, le=1, description="Everyday-vector cosine from which two articles are compared as possible copies or rewrites (a loose first gate; the rewrite model decides).")
+    rewrite_similarity: float = Field(0.93, ge=0, le=1, description="Whole-article embedding cosine from which a pair that shares most names and numbers (`rewrite_term_overlap`) and stands out is a rewrite, whatever the rewrite model says.")
+    rewrite_term_overlap: float = Field(0.5, ge=0, le=1, description="Share (Jaccard) of names and numbers such a pair must have in common.")
+    rewrite_probability: float = Field(0.4, ge=0, le=1, description="Probability (of the rewrite model) from which a pair that stands out is a rewrite.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
+    rewrite_model: Path | None = Field(None, description="A rewrite model file (JSON, as `bench/train_rewrites.py` writes it) to use instead of the packaged one.")
 
     # --- Stories ---
     story_threshold: float = Field(0.3, ge=0, le=1, description="Minimum article-to-story similarity to join a story rather than open one.")
@@ -172,6 +176,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{value!r} is outside 16MB to 1024TB")
         return value
 
+    @field_validator("rewrite_model")
+    @classmethod
+    def _rewrite_model_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_model(value)  # RewriteModelError is a ValueError: one line, naming the file
+        return value
+
     @field_validator("term_language")
     @classmethod
     def _language_has_word_frequencies(cls, value: str) -> str:
@@ -202,9 +213,13 @@ class Settings(BaseSettings):
         """The thresholds of the near-duplicate tests."""
         return DedupeRules(
             copy_jaccard=self.copy_jaccard,
+            rewrite_probability=self.rewrite_probability,
+            rewrite_margin=self.rewrite_margin,
             rewrite_similarity=self.rewrite_similarity,
             rewrite_term_overlap=self.rewrite_term_overlap,
-            rewrite_margin=self.rewrite_margin,
+            candidate_similarity=self.rewrite_gate,
+            language=self.term_language,
+            model=load_model(self.rewrite_model) if self.rewrite_model else None,
         )
 
     def cluster_rules(self) -> ClusterRules:

@@ -229,7 +229,7 @@ def test_story_detail_shows_articles_in_time_order_and_the_duplicate_beside_its_
         "original", f"rewrite duplicate of: {seeded['original']['title']} ({similarity:.2f})", "original"
     ]
     summary = next(text for text in texts(app.markdown) if text.startswith("**rewrite**"))
-    assert plain(f"similarity {similarity:.2f} (whole-article embedding cosine)") in summary
+    assert plain(f"score {similarity:.2f} (probability of the rewrite model)") in summary
     assert "of words in common" in summary
     sides = [text for text in texts(app.markdown) if text.startswith(("**Original:**", "**Duplicate:**"))]
     assert [side.split(":**")[0] for side in sides] == ["**Original", "**Duplicate"]

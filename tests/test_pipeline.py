@@ -3,7 +3,8 @@
 import duckdb
 import pytest
 
-from flows.embedding import verdict_whole_vectors
+from extract.rewrites import evidence, load_model, profile
+from flows.embedding import get_embedder, verdict_whole_vectors
 from flows.ingest import ingest_fixtures
 from flows.settings import Settings
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
@@ -127,7 +128,20 @@ def test_the_rewrite_is_decided_by_whole_articles_while_every_article_gets_only_
             "SELECT duplicate_similarity FROM articles WHERE duplicate_kind = 'rewrite'").fetchall()
     finally:
         connection.close()
-    assert 0.93 <= similarity < 0.95  # the whole articles' cosine (their two-chunk leads are at 0.91)
+    # The score is the rewrite model's probability for the pair, from the texts and whole vectors.
+    with open_warehouse(db, read_only=True) as connection:
+        texts = dict(connection.execute("SELECT url, text FROM articles").fetchall())
+    text = {url.rsplit("/", 1)[1]: value for url, value in texts.items()}
+    vectors, _ = get_embedder(Settings()).embed([text[ORIGINAL], text[REWRITE], text[OTHER]])
+    model, rules = load_model(), Settings().dedupe_rules()
+    assert similarity == pytest.approx(model.probability(
+        evidence(profile(text[ORIGINAL]), profile(text[REWRITE]), float(vectors[0] @ vectors[1]))), abs=1e-4)
+    # This rewrite drops most of the original's numbers: the model doubts it, but the whole
+    # articles are nearly identical in meaning (0.938, over 0.93) and share their names.
+    assert float(vectors[0] @ vectors[1]) >= rules.rewrite_similarity
+    # The other article on the event is neither: cosine 0.84, and the model rejects it.
+    assert float(vectors[0] @ vectors[2]) < rules.rewrite_similarity
+    assert model.probability(evidence(profile(text[ORIGINAL]), profile(text[OTHER]), float(vectors[0] @ vectors[2]))) < 0.01
     stored = embedding_rows(db)
     assert [count for model, count in stored if model.endswith("@128x2")] == [2, 2, 2]
     # Only the pair a verdict needed was embedded whole (the third article's lead is not its whole text).
