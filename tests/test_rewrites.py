@@ -87,3 +87,11 @@ def test_the_packaged_model_scores_its_training_pairs_as_recorded(model):
         probability = model.probability(evidence(profile(texts[a]), profile(texts[b]), float(vector[a] @ vector[b])))
         # Embedding backends round differently (1e-4 in a cosine).
         assert probability == pytest.approx(pair["probability"], abs=2e-3), (a, b)
+
+
+def test_another_model_file_is_a_setting_and_a_bad_one_is_refused_in_one_line(tmp_path, model):
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({**model.to_json(), "intercept": model.intercept - 50}))
+    assert Settings(rewrite_model=path).dedupe_rules().model.intercept == pytest.approx(model.intercept - 50)
+    with pytest.raises(ValueError, match="cannot read rewrite model"):
+        Settings(rewrite_model=tmp_path / "missing.json")
