@@ -218,12 +218,13 @@ class _Pool:
             batch = [position, *(self.position_of[a] for a in item.batch_neighbours if self.position_of.get(a, -1) >= self.offset)]
         return np.array(sorted({*stored, *batch}), dtype=np.int64)
 
-    def _stands_out(self, position: int, candidate: int, similarity: float, rows: np.ndarray, similarities: np.ndarray) -> bool:
+    def _stands_out(self, position: int, candidate: int, similarity: float, rows: np.ndarray, similarities: np.ndarray,
+                    family: bool = True) -> bool:
         """Whether no third article comes within the margin of the pair's whole cosine, to either side.
 
         The candidate's own copies do not count, nor does a third article the rewrite model
-        takes for a rewrite of the side it is close to: two rewrites of one article are close
-        to it and to each other, and belong to its family. With lead vectors, only the rivals
+        takes for a rewrite of either side (with `family`: the pair itself is one by the model):
+        two rewrites of one article are close to it and to each other, and belong to its family. With lead vectors, only the rivals
         whose lead cosine to either side comes near the bar are compared whole.
         """
         rules = self.rules
@@ -240,13 +241,15 @@ class _Pool:
             wholes = self.wholes([position, candidate, *rivals])
         else:
             wholes = self.vectors[[position, candidate, *rivals]]
-        for rival, (to_new, to_candidate) in zip(rivals, wholes[2:] @ wholes[:2].T):
-            closest = max(float(to_new), float(to_candidate))
-            if closest <= bar:
+        for rival, cosines in zip(rivals, wholes[2:] @ wholes[:2].T):
+            if max(cosines) <= bar:
                 continue
-            side = position if to_new >= to_candidate else candidate
-            pair = evidence(self.profile_of(rival), self.profile_of(side), closest)
-            if self.model.probability(pair) < rules.rewrite_probability:
+            related = family and any(
+                self.model.probability(evidence(self.profile_of(rival), self.profile_of(side), float(cosine)))
+                >= rules.rewrite_probability
+                for side, cosine in ((position, cosines[0]), (candidate, cosines[1]))
+            )
+            if not related:
                 return False
         return True
 
@@ -284,7 +287,9 @@ class _Pool:
             probability = self.model.probability(pair)
             if probability < rules.rewrite_probability and not (names and pair[0] >= rules.rewrite_similarity):
                 continue
-            if self._stands_out(position, candidate, float(pair[0]), rows, similarities):
+            # Only a pair the model takes for a rewrite may have a family of rewrites around it.
+            if self._stands_out(position, candidate, float(pair[0]), rows, similarities,
+                                family=probability >= rules.rewrite_probability):
                 found.append(DuplicateMatch(original, "rewrite", probability))
         if not found:
             return None

@@ -3,6 +3,7 @@
 import numpy as np
 
 from extract.dedupe import DedupeItem, find_duplicates, jaccard, shingles
+from extract.terms import extract_terms
 from flows.settings import Settings
 from tests.rewrite_texts import ORIGINAL, OTHER, REWRITE
 
@@ -50,22 +51,37 @@ def test_light_edit_is_a_copy_and_links_to_the_root():
 
 
 def test_a_rewrite_is_scored_by_its_text_and_must_stand_out():
-    original = item("a", text=ORIGINAL, vector=unit(1, 0))
-    rewrite = item("b", text=REWRITE, vector=unit(1, 0.45))  # cosine 0.91
+    def article(article_id, text, vector):
+        return item(article_id, text=text, vector=vector, terms=extract_terms(None, text))
+
+    original = article("a", ORIGINAL, unit(1, 0))
+    rewrite = article("b", REWRITE, unit(1, 0.45))  # cosine 0.91
     far = item("z", text="Unrelated.", vector=unit(0, 1), terms={"paris": 1})
     match = find_duplicates([rewrite], [original, far], RULES)["b"]
     assert (match.kind, match.original_id) == ("rewrite", "a")
     assert RULES.rewrite_probability <= match.similarity <= 1  # the rewrite model's probability
     # Another article on the event, as close by its vector: its text says it is not a rewrite.
-    other = item("c", text=OTHER, vector=unit(1, 0.45))
+    other = article("c", OTHER, unit(1, 0.45))
     assert find_duplicates([other], [original, far], RULES) == {}
     # A third article as close as the pair, and no rewrite of either: nothing stands out.
-    rival = item("d", text=OTHER, vector=unit(1, 0.3, 0.2))
+    rival = article("d", OTHER, unit(1, 0.4, 0.1))
     assert find_duplicates([rewrite], [original, rival], RULES) == {}
     # Two rewrites of one article are close to each other too: they do not hide each other.
-    second = item("e", text=REWRITE.replace("announced Tuesday", "said on Tuesday"), vector=unit(1, 0.4, 0.1))
+    second = article("e", REWRITE.replace("announced Tuesday", "said on Tuesday"), unit(1, 0.4, 0.1))
     matches = find_duplicates([rewrite, second], [original, far], RULES)
     assert {key: m.original_id for key, m in matches.items()} == {"b": "a", "e": "a"}
+
+
+def test_nearly_identical_whole_articles_sharing_their_names_are_rewrites_whatever_the_model_says():
+    names = {"springfield": 1, "2030": 1, "council": 1}
+    original = item("a", text="Springfield council votes.", vector=unit(1, 0), terms=names)
+    rewrite = item("b", text="The vote in Springfield council.", vector=unit(1, 0.2), terms=names)  # cosine 0.98
+    far = item("z", text="Unrelated.", vector=unit(0, 1), terms={"paris": 1})
+    match = find_duplicates([rewrite], [original, far], RULES)["b"]
+    assert match.kind == "rewrite" and match.similarity < RULES.rewrite_probability
+    # Such a pair must stand out from every third article, even a rewrite of one side.
+    rival = item("d", text="Council decision.", vector=unit(1, 0.1, 0.05), terms=names)
+    assert find_duplicates([rewrite], [original, rival], RULES) == {}
 
 
 def test_a_pair_under_the_gate_is_not_compared():
