@@ -18,7 +18,8 @@ Then the stored verdicts are scored:
   articles of different originals (unless those originals share wire text: the set lists some
   articles twice);
 - the stories' B-cubed scores on the event articles, and each rewrite in its original's story;
-- CPU seconds per article of the whole evaluation process (children included).
+- CPU seconds per article of the whole evaluation process (children included), and how many
+  candidate pairs per article dedupe compared and the rewrite model scored.
 
 Example:
     python bench/evaluate_rewrites.py --rewrites ../shared/eval/R1_llmfake_rewrites/dev \\
@@ -28,6 +29,7 @@ Example:
 import argparse
 import itertools
 import json
+import logging
 import os
 import random
 import resource
@@ -145,6 +147,19 @@ def score(documents: list[dict], group_of: dict[str, str], story_of: dict[str, s
     }
 
 
+class _DedupeCounts(logging.Handler):
+    """Adds up the pipeline's per-batch dedupe counts (pairs compared, pairs the rewrite model scored)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.compared = self.scored = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("compared %d candidate pairs"):
+            self.compared += record.args[0]
+            self.scored += record.args[2]
+
+
 def evaluate(pairs: list[dict], events: list[dict], *, first_share: float = 0.5, seed: int = 0,
              keep_db: Path | None = None, settings=None) -> dict:
     """Ingest the documents through the `ingest-fixtures` flow in two runs and score what it stored."""
@@ -160,6 +175,10 @@ def evaluate(pairs: list[dict], events: list[dict], *, first_share: float = 0.5,
         db = keep_db or scratch / "eval.duckdb"
         db.unlink(missing_ok=True)
         started, cpu = time.perf_counter(), _cpu_seconds()
+        counts = _DedupeCounts()
+        pipeline_logger = logging.getLogger("flows.pipeline")
+        pipeline_logger.addHandler(counts)
+        pipeline_logger.setLevel(logging.INFO)
         position = 0
         for run, docs in enumerate(runs):
             folder = scratch / f"run{run}"
@@ -171,6 +190,7 @@ def evaluate(pairs: list[dict], events: list[dict], *, first_share: float = 0.5,
             if docs:
                 ingest_fixtures(folder, db, settings)
         elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        pipeline_logger.removeHandler(counts)
         with open_warehouse(db, read_only=True) as connection:
             rows = connection.execute("SELECT url, article_id, duplicate_of, story_id FROM articles").fetchall()
             kinds = dict(connection.execute(
@@ -185,6 +205,8 @@ def evaluate(pairs: list[dict], events: list[dict], *, first_share: float = 0.5,
         "duplicate_kinds": kinds,
         "seconds": round(elapsed, 1),
         "cpu_ms_per_article": round(1000 * cpu / max(1, len(documents)), 1),
+        "candidate_pairs_compared_per_article": round(counts.compared / max(1, len(documents)), 2),
+        "pairs_the_rewrite_model_scored_per_article": round(counts.scored / max(1, len(documents)), 2),
     }
 
 
