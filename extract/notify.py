@@ -119,7 +119,6 @@ import html
 import logging
 import re
 import socket
-import string
 import threading
 import time
 from collections.abc import Iterator

@@ -1,7 +1,6 @@
 """Stored raw pages and re-extracted texts: what `newswatch reextract` reads and writes."""
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import duckdb
 import pyarrow as pa
