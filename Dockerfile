@@ -100,8 +100,9 @@ COPY --from=build /stage/ /
 WORKDIR /home/newswatch
 # The DuckDB file, the Prefect server's SQLite home and the Parquet exports all live here.
 VOLUME ["/data"]
-# The Prefect UI and API (no login) and the read-only dashboard (no login; `newswatch dashboard`).
-EXPOSE 4200 8501
+# The Prefect UI and API (no login), the read-only dashboard (no login; `newswatch dashboard`) and
+# the read-only HTTP API (`newswatch api`, NEWSWATCH_API_PORT; off loopback it asks for NEWSWATCH_API_TOKEN).
+EXPOSE 4200 8501 8000
 # Up when the Prefect API answers and its UI serves its page; checked every 15 s from the start.
 HEALTHCHECK --interval=15s --timeout=20s --start-period=120s --retries=4 CMD ["newswatch", "status", "--check"]
 

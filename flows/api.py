@@ -1,10 +1,12 @@
 """The read-only HTTP API (`newswatch api`): stories, search, watches and their alerts, feeds, digests, exports, Atom feeds.
 
-Every request opens the database read-only, reads through the named queries of `warehouse/`
-(the ones the command line and the dashboard use) and closes it at once, so the API runs beside
-the pipeline's writer: while a run holds the file, a request waits up to
-`NEWSWATCH_API_LOCK_WAIT_SECONDS`, then answers 503 with `Retry-After`. Nothing here writes:
-searches read the full-text index as the runs left it and keep the vector index in memory.
+Every request reads the database read-only through the named queries of `warehouse/` (the ones
+the command line and the dashboard use). Requests share one read-only attachment of the file,
+which is let go half a second after the last one, or at once when a run waits for it
+(`warehouse.connection.share_reads`), so the API runs beside the pipeline's writer: while a run
+holds the file, or waits for it, a request waits up to `NEWSWATCH_API_LOCK_WAIT_SECONDS`, then
+answers 503 with `Retry-After`. Nothing here writes: searches read the full-text index as the
+runs left it and keep the vector index in memory.
 
 Errors are one line of JSON (`{"detail": "..."}`) with a 4xx status for bad requests, 401 for a
 missing or wrong token, 404 for what does not exist, 503 while the database cannot be read; never
@@ -42,7 +44,7 @@ from extract.search_index import SearchIndexError
 from flows.digest import PeriodError, UnknownWatch, parse_since, read_digest
 from flows.search import MAX_SELECTED_ARTICLES
 from flows.settings import Settings
-from warehouse.connection import WarehouseBusy, WarehouseError, open_warehouse
+from warehouse.connection import WarehouseBusy, WarehouseError, open_warehouse, share_reads
 from warehouse.exports import MEDIA_TYPES, article_export_table, write_article_export
 from warehouse.feeds import attention_reasons, list_feeds
 from warehouse.queries import stories_of_articles, story_articles, story_page
@@ -237,6 +239,9 @@ def create_app(settings: Settings) -> FastAPI:
     """
     token = settings.api_token.get_secret_value() if settings.api_token is not None else None
     retry_after = str(max(1, math.ceil(settings.api_lock_wait_seconds)))
+    # Every read of the warehouse in this process, the searches' included, shares one DuckDB
+    # instance: starting one per request cost 20-40 ms, more than most of the reads themselves.
+    share_reads(settings.db, settings.duckdb_memory_limit)
     app = FastAPI(
         title="newswatch",
         version="1",

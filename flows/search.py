@@ -8,6 +8,7 @@ searched as it stands). Keyword search and watches share one query language (`ex
 """
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -126,19 +127,38 @@ def keyword_hits(db: Path, settings: Settings, query: Query, *, since: datetime 
     return [(hit.article_id, hit.score) for hit in hits]
 
 
+# The vector index of each (database, model, settings), kept in memory between searches with the
+# time its state file was saved: loading it from disk for every search read every stored vector
+# each time (90 ms at 100,000 articles, about a second at 1M). It is brought up to date in memory
+# before each search, and loaded afresh once a run has saved it again.
+_vector_indexes: dict[tuple, tuple[int | None, VectorIndex]] = {}
+_vector_lock = threading.Lock()
+
+
+def _saved_at(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int,
                   lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS) -> list[tuple[str, float]]:
     """(article_id, cosine) of the stored articles closest in meaning to `text`, embedded with the pipeline's model."""
     embedder = get_embedder(settings)
     vector = embedder.embed([text])[0][0]
-    index = VectorIndex(
-        db, embedding_model_key(settings), len(vector),
-        exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
-        fallback_model=whole_model_key(settings),
-    )
-    with open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection:
+    key = (str(Path(db).resolve()), embedding_model_key(settings), len(vector), settings.vector_index_exact_limit,
+           settings.vector_index_search_depth, whole_model_key(settings))
+    with (open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection,
+          _vector_lock):
+        index = VectorIndex(db, key[1], len(vector), exact_limit=key[3], search_depth=key[4], fallback_model=key[5])
+        saved_at = _saved_at(index.state_path)
+        kept = _vector_indexes.pop(key, None)
+        if kept is not None and kept[0] == saved_at:
+            index = kept[1]
         index.sync(connection)  # in memory only: the runs save it
-    (found,) = index.search(np.asarray(vector, dtype=np.float32)[None, :], limit)
+        _vector_indexes[key] = (saved_at, index)  # kept only once brought up to date
+        (found,) = index.search(np.asarray(vector, dtype=np.float32)[None, :], limit)
     return sorted(found.items(), key=lambda item: -item[1])
 
 

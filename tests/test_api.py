@@ -408,7 +408,15 @@ def test_exports_through_the_api_and_the_command_line(api, warehouses, tmp_path)
 
 HOLD = """
 import sys, time, duckdb
-connection = duckdb.connect(sys.argv[1])
+deadline = time.monotonic() + 10
+while True:  # the API lets the file go shortly after its last request
+    try:
+        connection = duckdb.connect(sys.argv[1])
+        break
+    except duckdb.Error:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.1)
 print("holding", flush=True)
 time.sleep(float(sys.argv[2]))
 connection.close()
@@ -433,6 +441,238 @@ def test_while_a_writer_holds_the_database_the_api_answers_503_with_retry_after(
     finally:
         holder.wait(30)
     assert api.get("/stories").status_code == 200
+
+
+def _varied_warehouse(db: Path) -> None:
+    """A warehouse of 240 articles in 60 stories: three feeds (one named, one not), some with a site name, some
+    from files; English, German and unknown languages; seen over 30 days, some at the very same time."""
+    import random
+    from datetime import timedelta
+
+    from warehouse.connection import open_warehouse
+    from warehouse.feeds import add_feed, feed_id_for
+    from warehouse.load import ArticleRow, LoadBatch, load_batch
+
+    rng = random.Random(5)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    feeds = ["https://one.example/feed", "https://two.example/rss", "https://www.three.example/atom"]
+    rows = []
+    for number in range(240):
+        story = rng.randrange(60)
+        seen = start + timedelta(hours=rng.choice([rng.randrange(720), 100]))  # hour 100: ties in the order
+        feed = rng.choice([*feeds, None])
+        url = f"https://{'www.' if number % 7 == 0 else ''}host{number % 5}.example/{number}" if feed else f"file:///seeds/{number}.txt"
+        rows.append(ArticleRow(
+            article_id=f"{number:016x}", url=url, canonical_url=url, title=f"title {number}",
+            published_at=seen if number % 3 else None, ingested_at=seen + timedelta(minutes=5), text=f"text {number}",
+            text_hash=f"hash{number}", author=None, language=rng.choice(["en", "de", None]),
+            site_name=rng.choice([None, None, "", "Site A", "Site B"]), source="feed" if feed else "fixtures",
+            duplicate_of=None, duplicate_kind=None, duplicate_similarity=None, story_id=f"story{story:04d}",
+            story_similarity=None, feed_id=feed_id_for(feed) if feed else None,
+        ))
+    with open_warehouse(db) as connection:
+        add_feed(connection, feeds[0], "Feed One", start)
+        add_feed(connection, feeds[1], None, start)
+        add_feed(connection, feeds[2], "", start)
+        load_batch(connection, LoadBatch(articles=rows))
+
+
+def _expected_page(connection, limit, since=None, until=None, languages=None, story_ids=None, min_articles=1,
+                   min_sources=1, after=None) -> list[tuple]:
+    """What `story_page` should return, worked out in Python from every article: (story_id, last_seen_at, sources)."""
+    import re
+
+    names = dict(connection.execute("SELECT feed_id, name FROM feeds").fetchall())
+    members: dict[str, list] = {}
+    for story_id, seen, language, site, feed_id, url, source in connection.execute(
+        "SELECT story_id, coalesce(published_at, ingested_at), coalesce(language, ''), site_name, feed_id, canonical_url, source"
+        " FROM articles"
+    ).fetchall():
+        host = re.match(r"^[a-z]+://(?:www\.)?([^/:?#]+)", url)
+        name = site or names.get(feed_id) or (host.group(1) if host else None) or source
+        members.setdefault(story_id, []).append((seen, language, name))
+    page = []
+    for story_id, articles in members.items():
+        last_seen = max(seen for seen, _, _ in articles)
+        sources = sorted({name for _, _, name in articles})
+        if story_ids is not None and story_id not in story_ids:
+            continue
+        if not any((since is None or seen >= since) and (until is None or seen < until)
+                   and (languages is None or language in languages) for seen, language, _ in articles):
+            continue
+        if len(articles) < min_articles or len(sources) < min_sources:
+            continue
+        if after is not None and (last_seen, story_id) >= after:
+            continue
+        page.append((story_id, last_seen, sources))
+    page.sort(key=lambda row: (row[1], row[0]), reverse=True)
+    return page[:limit]
+
+
+def test_a_page_of_stories_is_what_its_filters_and_order_say(tmp_path):
+    """`story_page` (chosen first, detailed after) against the documented rules, worked out from every article."""
+    from datetime import timedelta
+
+    from warehouse.connection import open_warehouse
+    from warehouse.queries import story_page
+
+    db = tmp_path / "varied.duckdb"
+    _varied_warehouse(db)
+    moment = datetime(2026, 11, 1, tzinfo=UTC)
+    with open_warehouse(db, read_only=True) as connection:
+        sample = sorted({row[0] for row in connection.execute("SELECT story_id FROM articles").fetchall()})[::3]
+        cases = 0
+        for limit in (1, 5, 100):
+            for since, until in ((None, None), (moment + timedelta(days=10), None), (None, moment + timedelta(hours=100)),
+                                 (moment + timedelta(days=4), moment + timedelta(days=20))):
+                for languages in (None, ["en"], [""], ["de", ""], ["xx"]):
+                    for story_ids in (None, sample, [], sample[:1]):
+                        for min_articles, min_sources in ((1, 1), (5, 1), (1, 3), (4, 2)):
+                            filters = {"since": since, "until": until, "languages": languages, "story_ids": story_ids,
+                                       "min_articles": min_articles, "min_sources": min_sources}
+                            found = story_page(connection, limit, **filters)
+                            expected = _expected_page(connection, limit, **filters)
+                            assert [(s["story_id"], s["last_seen_at"], s["sources"]) for s in found] == expected, filters
+                            assert all(s["source_count"] == len(s["sources"]) for s in found)
+                            if found:  # the next page, after the last story of this one
+                                after = (found[-1]["last_seen_at"], found[-1]["story_id"])
+                                following = story_page(connection, limit, after=after, **filters)
+                                assert [s["story_id"] for s in following] == [
+                                    row[0] for row in _expected_page(connection, limit, after=after, **filters)]
+                            cases += 1
+        # Every story once when paging through all of them, in ties too.
+        seen, after = [], None
+        while page := story_page(connection, 7, after=after):
+            seen += [story["story_id"] for story in page]
+            after = (page[-1]["last_seen_at"], page[-1]["story_id"])
+        assert seen == [row[0] for row in _expected_page(connection, 1000)] and len(seen) == len(set(seen))
+        (one,) = story_page(connection, 1, story_ids=[sample[0]])
+        assert one["article_count"] == connection.execute("SELECT count(*) FROM articles WHERE story_id = ?", [sample[0]]).fetchone()[0]
+    assert cases == 960
+
+
+WRITE = """
+import sys, time
+from warehouse.connection import open_warehouse
+started = time.monotonic()
+with open_warehouse(sys.argv[1], lock_wait=float(sys.argv[2])) as connection:
+    waited = time.monotonic() - started
+    connection.execute("INSERT INTO feeds (feed_id, url, added_at) VALUES ('w', 'https://w.example/', now())").fetchall()
+    time.sleep(0.5)
+print(round(waited, 2))
+"""
+
+
+def test_reads_share_the_file_while_they_overlap_and_let_it_go_after(tmp_path):
+    from warehouse.connection import WarehouseReader, open_warehouse
+
+    db = tmp_path / "shared.duckdb"
+    with open_warehouse(db):
+        pass
+    write = lambda lock_wait: subprocess.run([sys.executable, "-c", WRITE, str(db), str(lock_wait)],  # noqa: E731
+                                             capture_output=True, text=True, cwd=ROOT, check=False)
+    reader = WarehouseReader(db)
+    reader.LINGER_SECONDS = 60
+    try:
+        with reader.read(1) as first, reader.read(1) as second:
+            assert first.execute("SELECT count(*) FROM articles").fetchone() == (0,)
+            assert second.execute("SELECT count(*) FROM stories").fetchone() == (0,)
+            assert first.execute("SELECT current_setting('TimeZone')").fetchone() == ("UTC",)
+            # Held while reads are in progress: a writer that will not wait cannot get in.
+            refused = write(0)
+            assert refused.returncode != 0 and "busy" in refused.stderr
+        # Held a while after them too, but let go at once for a writer that waits.
+        assert write(0).returncode != 0
+        written = write(10)
+        assert written.returncode == 0 and float(written.stdout) < 3, written.stderr
+        with reader.read(1) as connection:
+            assert connection.execute("SELECT count(*) FROM feeds").fetchone() == (1,)
+    finally:
+        reader.close()
+    # And let go by itself a short while after the last read.
+    reader = WarehouseReader(db)
+    reader.LINGER_SECONDS = 0.2
+    opens = "import sys\nfrom warehouse.connection import open_warehouse\nwith open_warehouse(sys.argv[1], lock_wait=0): print('in')"
+    try:
+        with reader.read(1):
+            pass
+        time.sleep(1)
+        opened = subprocess.run([sys.executable, "-c", opens, str(db)], capture_output=True, text=True, cwd=ROOT, check=False)
+        assert opened.stdout.strip() == "in", opened.stderr
+    finally:
+        reader.close()
+
+
+def test_reads_take_turns_and_a_read_inside_a_read_takes_none(tmp_path):
+    import threading
+
+    from warehouse.connection import WarehouseReader, open_warehouse
+
+    db = tmp_path / "turns.duckdb"
+    with open_warehouse(db):
+        pass
+    reader = WarehouseReader(db)
+    running, most, lock = [0], [0], threading.Lock()
+
+    def read() -> None:
+        with reader.read(5), reader.read(5) as connection:  # the inner read is part of the outer one's turn
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            connection.execute("SELECT count(*) FROM articles").fetchall()
+            time.sleep(0.1)
+            with lock:
+                running[0] -= 1
+
+    threads = [threading.Thread(target=read) for _ in range(3 * WarehouseReader.READS_AT_ONCE)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        reader.close()
+    assert most[0] == WarehouseReader.READS_AT_ONCE and running[0] == 0
+
+
+def test_a_waiting_writer_gets_in_under_a_steady_stream_of_overlapping_reads(tmp_path):
+    """Reads that overlap share the file; a writer that waits for it stops new ones, so it is let go."""
+    import threading
+
+    from warehouse.connection import WarehouseBusy, WarehouseReader, open_warehouse
+
+    db = tmp_path / "busy.duckdb"
+    with open_warehouse(db):
+        pass
+    reader = WarehouseReader(db)
+    stop, answered, busy = threading.Event(), [], []
+
+    def read_again_and_again() -> None:
+        while not stop.is_set():
+            try:
+                with reader.read(0.5) as connection:
+                    answered.append(connection.execute("SELECT count(*) FROM feeds").fetchone()[0])
+                    time.sleep(0.03)  # four readers like this one keep the file open all the time
+            except WarehouseBusy:
+                busy.append(1)
+
+    threads = [threading.Thread(target=read_again_and_again) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        writer = subprocess.run([sys.executable, "-c", WRITE, str(db), "10"], capture_output=True, text=True, cwd=ROOT,
+                                timeout=60, check=False)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        reader.close()
+    assert writer.returncode == 0, writer.stderr
+    assert float(writer.stdout) < 3  # in within a few backoff steps, not after its 10 s
+    assert answered[0] == 0 and answered[-1] == 1  # reads went on after the writer
+    assert len(busy) <= 4  # the writer held the file 0.5 s; a read waits 0.5 s before it gives up
 
 
 # --- The token, and where the API may listen -----------------------------------------------------

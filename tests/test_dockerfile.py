@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from extract.opml import read_opml
+from flows.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
@@ -87,7 +88,8 @@ def test_the_runtime_stage_copies_the_environment_not_the_build_leftovers():
 
 def test_data_volume_ports_health_check_and_serve():
     assert instruction("VOLUME") == ['["/data"]']
-    assert instruction("EXPOSE") == ["4200 8501"]
+    # The Prefect UI, the dashboard and the HTTP API (on its default port, `newswatch api`).
+    assert instruction("EXPOSE") == [f"4200 8501 {Settings.model_fields['api_port'].default}"]
     for setting in ("NEWSWATCH_DB=/data/", "NEWSWATCH_PREFECT_HOME=/data/", "NEWSWATCH_PREFECT_HOST=0.0.0.0",
                     "NEWSWATCH_DASHBOARD_HOST=0.0.0.0", "PREFECT_UI_STATIC_DIRECTORY=/opt/newswatch/prefect-ui"):
         assert setting in DOCKERFILE
@@ -137,6 +139,24 @@ def test_compose_runs_the_service_and_the_dashboard_on_one_volume():
     assert {service["restart"], dashboard["restart"]} == {"unless-stopped"}
     # Published on the host's loopback only: neither UI has a login.
     assert service["ports"] == ["127.0.0.1:4200:4200"] and dashboard["ports"] == ["127.0.0.1:8501:8501"]
+
+
+def test_compose_runs_the_api_only_in_its_profile_on_loopback_with_a_token():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    service, api = compose["services"]["newswatch"], compose["services"]["api"]
+    port = Settings.model_fields["api_port"].default
+    assert api["command"] == ["newswatch", "api"] and api["image"] == service["image"]
+    assert api["profiles"] == ["api"]  # `docker compose up` alone does not start it
+    assert "newswatch-data:/data" in api["volumes"]
+    # Every interface inside the container (so -p reaches it), which the API accepts only with a token;
+    # published on the host's loopback only, at the port the image exposes.
+    assert api["environment"]["NEWSWATCH_API_HOST"] == "0.0.0.0"
+    assert api["environment"]["NEWSWATCH_API_TOKEN"].startswith("${NEWSWATCH_API_TOKEN")
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert str(port) in instruction("EXPOSE")[0].split()
+    # /health is the one endpoint that never asks for the token.
+    assert f"http://127.0.0.1:{port}/health" in " ".join(api["healthcheck"]["test"])
+    assert api["restart"] == "unless-stopped"
 
 
 def _load_wrapper():

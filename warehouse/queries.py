@@ -146,14 +146,19 @@ def articles_by_id(connection: duckdb.DuckDBPyConnection, article_ids: list[str]
         connection,
         f"""
         SELECT {", ".join(f"a.{column}" for column in ARTICLE_COLUMNS)},
-               a.ingested_at, {_SEEN_AT} AS seen_at, a.language, {_SOURCE_NAME} AS source_name, a.feed_id,
-               s.headline, a.text
-        FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id JOIN stories s ON s.story_id = a.story_id
+               a.ingested_at, {_SEEN_AT} AS seen_at, a.language, {_SOURCE_NAME} AS source_name, a.feed_id, a.text
+        FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id
         WHERE a.article_id IN (SELECT unnest(?))
         """,
         [article_ids],
     )
-    return {row[0]: dict(zip(ARTICLE_TEXT_COLUMNS, row)) for row in rows}
+    # The headlines of these articles' stories alone, read apart: joining the `stories` view made
+    # DuckDB work out every story's headline first (1.8 s for 20 articles out of 1,000,000).
+    story_ids = sorted({row[1] for row in rows})
+    headlines = dict(execute(
+        connection, "SELECT story_id, headline FROM stories WHERE story_id IN (SELECT unnest(?::VARCHAR[]))", [story_ids]
+    )) if rows else {}
+    return {row[0]: dict(zip(ARTICLE_TEXT_COLUMNS, (*row[:-1], headlines[row[1]], row[-1]))) for row in rows}
 
 
 TIME_BUCKETS = ("hour", "day", "week")
@@ -363,6 +368,42 @@ def story_page(
         One dict per story with the keys of `STORY_PAGE_COLUMNS`.
     """
     after_seen, after_id = after if after is not None else (None, None)
+    # The page's stories are chosen first, from the columns that filter and order them; headlines,
+    # sources and languages are then read for those stories alone. Working them out for every
+    # story to show fifty cost a whole aggregation of the table per page (140-210 ms at 100,000
+    # articles, against 20 ms). Sources are counted for every story only when `min_sources` asks.
+    # A few stories asked for by id, with no other filter, need no choosing (`GET /stories/{id}`).
+    unfiltered = since is None and until is None and languages is None and after is None and min_articles <= 1
+    if story_ids is not None and unfiltered and min_sources <= 1 and len(story_ids) <= limit:
+        return _story_details(connection, list(story_ids), limit)
+    by_sources = min_sources > 1
+    page = execute(
+        connection,
+        f"""
+        SELECT a.story_id
+        FROM articles a {"LEFT JOIN feeds f ON f.feed_id = a.feed_id" if by_sources else ""}
+        WHERE ?::VARCHAR[] IS NULL OR a.story_id IN (SELECT unnest(?::VARCHAR[]))
+        GROUP BY a.story_id
+        HAVING bool_or((?::TIMESTAMPTZ IS NULL OR {_SEEN_AT} >= ?::TIMESTAMPTZ)
+                       AND (?::TIMESTAMPTZ IS NULL OR {_SEEN_AT} < ?::TIMESTAMPTZ)
+                       AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], coalesce(a.language, ''))))
+           AND count(*) >= ?
+           AND {f"count(DISTINCT {_SOURCE_NAME})" if by_sources else "1"} >= ?
+           AND (?::TIMESTAMPTZ IS NULL OR max({_SEEN_AT}) < ?::TIMESTAMPTZ
+                OR (max({_SEEN_AT}) = ?::TIMESTAMPTZ AND a.story_id < ?::VARCHAR))
+        ORDER BY max({_SEEN_AT}) DESC, a.story_id DESC
+        LIMIT ?
+        """,
+        [
+            story_ids, story_ids, since, since, until, until, languages, languages,
+            min_articles, min_sources, after_seen, after_seen, after_seen, after_id, limit,
+        ],
+    )
+    return _story_details(connection, [row[0] for row in page], limit) if page else []
+
+
+def _story_details(connection: duckdb.DuckDBPyConnection, story_ids: list[str], limit: int) -> list[dict]:
+    """The `STORY_PAGE_COLUMNS` of these stories (those stored), latest seen first."""
     rows = execute(
         connection,
         f"""
@@ -370,34 +411,23 @@ def story_page(
             SELECT a.story_id, {_SEEN_AT} AS seen_at, coalesce(a.language, '') AS language_key,
                    {_SOURCE_NAME} AS source_name
             FROM articles a LEFT JOIN feeds f ON f.feed_id = a.feed_id
-            WHERE ?::VARCHAR[] IS NULL OR a.story_id IN (SELECT unnest(?::VARCHAR[]))
-        ),
-        matching AS (
-            SELECT DISTINCT story_id FROM members
-            WHERE (?::TIMESTAMPTZ IS NULL OR seen_at >= ?::TIMESTAMPTZ)
-              AND (?::TIMESTAMPTZ IS NULL OR seen_at < ?::TIMESTAMPTZ)
-              AND (?::VARCHAR[] IS NULL OR language_key IN (SELECT unnest(?::VARCHAR[])))
+            WHERE a.story_id IN (SELECT unnest(?::VARCHAR[]))
         ),
         activity AS (
             SELECT story_id, min(seen_at) AS first_seen_at, max(seen_at) AS last_seen_at,
                    list(DISTINCT source_name ORDER BY source_name) AS sources,
                    list(DISTINCT language_key ORDER BY language_key) FILTER (WHERE language_key <> '') AS languages
-            FROM members WHERE story_id IN (SELECT story_id FROM matching) GROUP BY story_id
+            FROM members GROUP BY story_id
         )
         SELECT s.story_id, s.headline, s.article_count, s.original_count, s.duplicate_count, len(t.sources),
                t.sources, coalesce(t.languages, []), s.first_published_at, s.last_published_at,
                s.first_ingested_at, s.last_ingested_at, t.first_seen_at, t.last_seen_at
         FROM stories s JOIN activity t USING (story_id)
-        WHERE s.article_count >= ? AND len(t.sources) >= ?
-          AND (?::TIMESTAMPTZ IS NULL OR t.last_seen_at < ?::TIMESTAMPTZ
-               OR (t.last_seen_at = ?::TIMESTAMPTZ AND s.story_id < ?::VARCHAR))
+        WHERE s.story_id IN (SELECT unnest(?::VARCHAR[]))
         ORDER BY t.last_seen_at DESC, s.story_id DESC
         LIMIT ?
         """,
-        [
-            story_ids, story_ids, since, since, until, until, languages, languages,
-            min_articles, min_sources, after_seen, after_seen, after_seen, after_id, limit,
-        ],
+        [story_ids, story_ids, limit],
     )
     return [dict(zip(STORY_PAGE_COLUMNS, row)) for row in rows]
 
