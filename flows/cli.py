@@ -199,6 +199,9 @@ def run(
         feed_count = len(list_feeds(connection))
     if fixtures is None and not feed_count:
         fail("no feeds to poll: add one with `newswatch add-feed URL`, or pass --fixtures DIR")
+    if (summary := _idle_run(settings, fixtures)) is not None:  # nothing new: no flow, no model
+        _print_run_summary(summary, fixtures, settings)
+        return
 
     _use_running_service(settings)
     import signal
@@ -229,6 +232,20 @@ def run(
         if isinstance(error, _REPORTED_ERRORS):
             fail(str(error))
         raise
+    _print_run_summary(summary, fixtures, settings)
+
+
+def _idle_run(settings, fixtures: Path | None):
+    """The summary of a run with nothing new, finished without a flow (`flows.idle`); None when there is work."""
+    from flows.idle import finish_idle_run, idle_feed_run, idle_fixture_run
+
+    with _reported_errors():
+        idle = idle_fixture_run(fixtures.resolve(), settings) if fixtures is not None else idle_feed_run(settings)
+        return finish_idle_run(idle, settings) if idle is not None else None
+
+
+def _print_run_summary(summary, fixtures: Path | None, settings) -> None:
+    """What a run did, then the latest stories."""
     for skip in summary.skipped:
         typer.echo(f"warning: skipped {skip.path}: {skip.reason}", err=True)
     if fixtures is None:
@@ -240,6 +257,8 @@ def run(
             f"fetched {summary.read} new entries, new articles {summary.new_articles} "
             f"({summary.duplicates} duplicates), new stories {summary.new_stories}"
         )
+        if summary.message:  # why nothing was polled (`flows.idle`)
+            console.print(summary.message)
     else:
         console.print(
             f"read {summary.read} files, skipped {len(summary.skipped)}, already stored {summary.already_stored}, "

@@ -1,13 +1,11 @@
 """Runs: every flow run leaves a `runs` row and a Prefect summary artifact."""
 
+import logging
 import signal
+import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-
-from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact
-from prefect.context import get_run_context
 
 from extract.fixtures import SkippedFile
 from flows.processes import noting_stop_signals, run_stopped, stop_signal
@@ -42,17 +40,18 @@ def recorded_run(flow_name: str, db: Path, work, settings: Settings) -> RunSumma
 
     The row says "running" while it works, then "completed", "failed" or "cancelled" (interrupted,
     e.g. by SIGTERM: see `flows.processes.run_stopped`); a row a dead process left "running" is
-    marked "abandoned" by the next run.
+    marked "abandoned" by the next run. Inside a flow run the row takes the flow run's id and the
+    artifact is made; outside one (a run with nothing new, `flows.idle`), neither Prefect nor its
+    server is needed and the row gets a local id.
     """
-    context = get_run_context()
-    run_id = str(context.flow_run.id) if getattr(context, "flow_run", None) else None
+    run_id = _flow_run_id()
     with noting_stop_signals(), run_lock(db):
         record = RunRecord(run_id or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S%f}", flow_name, datetime.now(UTC))
         with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             abandoned = abandon_unfinished_runs(connection, record.started_at)
             record_run(connection, record)
         if abandoned:
-            get_run_logger().warning("%d earlier run(s) had stopped before finishing; marked abandoned", abandoned)
+            _run_logger(run_id).warning("%d earlier run(s) had stopped before finishing; marked abandoned", abandoned)
         try:
             summary = work()
         except BaseException as error:
@@ -82,8 +81,28 @@ def recorded_run(flow_name: str, db: Path, work, settings: Settings) -> RunSumma
         with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             record_run(connection, record)
     if run_id:
+        from prefect.artifacts import create_markdown_artifact
+
         create_markdown_artifact(run_markdown(record), key=f"{flow_name}-summary", description=f"What this {flow_name} run did")
     return replace(summary, run_id=record.run_id)
+
+
+def _flow_run_id() -> str | None:
+    """The id of the Prefect flow run this code runs in, if any (Prefect is not imported for it)."""
+    if "prefect" not in sys.modules:
+        return None
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return str(context.flow_run.id) if context is not None and context.flow_run is not None else None
+
+
+def _run_logger(run_id: str | None):
+    if run_id is None:
+        return logging.getLogger(__name__)
+    from prefect import get_run_logger
+
+    return get_run_logger()
 
 
 def run_markdown(record: RunRecord) -> str:

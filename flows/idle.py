@@ -1,0 +1,100 @@
+"""Runs with nothing new: finished without a Prefect flow, its temporary server or the embedding model.
+
+`newswatch run` runs a Prefect flow, which outside `serve` starts a temporary Prefect server, and
+loads the embedding model: seconds that a run with nothing to ingest does not need. Such a run is
+recognised here from the database alone, before either starts:
+
+- `--fixtures DIR`: every file of the folder is stored already (by its URL, as the flow decides
+  it; a file that is not, even one the flow would skip, takes the flow);
+- feeds: no feed is due.
+
+It then does what the flow does after its batches, outside Prefect: delivers the alerts that are
+due, brings the full-text index up to date, and leaves a completed `runs` row under the run lock.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from extract.fixtures import fixture_files
+from extract.search_index import SearchIndexBusy
+from flows.alerts import deliver_due_alerts
+from flows.runs import RunSummary, recorded_run
+from flows.search import sync_search_index
+from flows.settings import Settings
+from warehouse.connection import open_warehouse
+from warehouse.feeds import due_feeds
+from warehouse.lookups import stored_urls
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IdleRun:
+    """A run found to have nothing new: its flow's name, what it counted and why it is idle."""
+
+    flow_name: str
+    read: int
+    reason: str
+
+
+def idle_fixture_run(directory: Path, settings: Settings) -> IdleRun | None:
+    """An `IdleRun` when every file of the folder is stored already; None when the flow has work to do.
+
+    The folder's files are listed, not read: a file is stored when its URL (`file://` and its
+    resolved path, as `extract.fixtures` names articles) is.
+    """
+    directory = Path(directory).resolve()
+    paths = fixture_files(directory)
+    if not paths or not settings.db.exists():
+        return None
+    urls = []
+    for path in paths:
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):
+            return None  # the flow reports the file
+        if not resolved.is_relative_to(directory):
+            return None
+        urls.append(resolved.as_uri())
+    with open_warehouse(settings.db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+        if len(stored_urls(connection, urls)) < len(set(urls)):
+            return None
+    return IdleRun("ingest-fixtures", len(paths), f"all {len(paths)} files already stored")
+
+
+def idle_feed_run(settings: Settings, now: datetime | None = None) -> IdleRun | None:
+    """An `IdleRun` when no feed is due yet; None when the flow has feeds to poll."""
+    if not settings.db.exists():
+        return None
+    with open_warehouse(settings.db, read_only=True, memory_limit=settings.duckdb_memory_limit) as connection:
+        if due_feeds(connection, now or datetime.now(UTC)):
+            return None
+    return IdleRun("ingest-feeds", 0, "no feed due")
+
+
+def finish_idle_run(idle: IdleRun, settings: Settings) -> RunSummary:
+    """Deliver the due alerts, update the search index and record the run, as the flow does after its batches."""
+
+    def work() -> RunSummary:
+        delivered = failed = 0
+        try:
+            report = deliver_due_alerts(settings.db, settings)
+            delivered, failed = report.delivered, report.failed
+        except Exception as error:  # noqa: BLE001 - the alerts stay pending; the next run delivers them
+            logger.warning("alerts not delivered this run (the next run tries again): %s", error)
+        try:
+            sync_search_index(settings.db, settings)
+        except SearchIndexBusy:
+            logger.info("the search index is being written by another process; the next run updates it")
+        except Exception as error:  # noqa: BLE001 - derived data: rebuilt from DuckDB when next needed
+            logger.warning("search index not updated: %s", error)
+        fixtures = idle.flow_name == "ingest-fixtures"
+        return RunSummary(
+            read=idle.read, skipped=[], already_stored=idle.read if fixtures else 0, new_articles=0, duplicates=0,
+            new_stories=0, new_embeddings=0, delivered=delivered, delivery_failures=failed,
+            message=f"nothing new: {idle.reason}",
+        )
+
+    return recorded_run(idle.flow_name, settings.db, work, settings)
