@@ -8,6 +8,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -122,9 +123,10 @@ async def poll(
         New entries with their pages (see `extract_articles`), per-feed outcomes and failure rows.
     """
     result = PollResult(feeds_polled=len(feeds))
+    answered = take_feed_answers()
     async with Fetcher(policy) as fetcher:
         responses = await asyncio.gather(*(
-            _fetch_feed(fetcher, feed, progress) for feed in feeds
+            _answer_of(fetcher, feed, progress, answered) for feed in feeds
         ))
         parsed_feeds = [_parse(feed, response) for feed, response in zip(feeds, responses)]
         # One lookup for every entry of every feed: an article already stored is never fetched again.
@@ -337,6 +339,41 @@ def _parse(feed: FeedRecord, response: FetchResult) -> tuple[list[FeedEntry], st
     if parsed.warning:
         logger.info("feed %s parsed with a warning: %s", feed.url, parsed.warning)
     return list(parsed.entries), None
+
+
+async def ask_feeds(feeds: list[FeedRecord], policy: FetchPolicy) -> list[FetchResult]:
+    """Each feed's answer to the conditional GET a poll sends (`flows.idle` asks before starting a flow)."""
+    async with Fetcher(policy) as fetcher:
+        return await asyncio.gather(*(_fetch_feed(fetcher, feed, lambda stage, count: None) for feed in feeds))
+
+
+# Feeds' answers already received in this process (`flows.idle`: some changed, so the flow runs),
+# by feed id, with when they came: the next poll takes them instead of asking those feeds again.
+_feed_answers: dict[str, tuple[float, FetchResult]] = {}
+# Answers older than this are not used (asked again): the flow normally starts seconds after.
+FEED_ANSWERS_KEPT_SECONDS = 300.0
+
+
+def keep_feed_answers(feeds: list[FeedRecord], responses: list[FetchResult]) -> None:
+    """Keep these answers for the next `poll` in this process."""
+    now = time.monotonic()
+    _feed_answers.update((feed.feed_id, (now, response)) for feed, response in zip(feeds, responses))
+
+
+def take_feed_answers() -> dict[str, FetchResult]:
+    """The kept answers still fresh, by feed id; all are forgotten (each is used once)."""
+    now = time.monotonic()
+    answers = {feed_id: response for feed_id, (kept_at, response) in _feed_answers.items()
+               if now - kept_at <= FEED_ANSWERS_KEPT_SECONDS}
+    _feed_answers.clear()
+    return answers
+
+
+async def _answer_of(fetcher: Fetcher, feed: FeedRecord, progress, answered: dict[str, FetchResult]) -> FetchResult:
+    if feed.feed_id in answered:
+        progress("feeds", 1)
+        return answered[feed.feed_id]
+    return await _fetch_feed(fetcher, feed, progress)
 
 
 async def _fetch_feed(fetcher: Fetcher, feed: FeedRecord, progress) -> FetchResult:

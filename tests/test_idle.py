@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flows.idle import idle_feed_run, idle_fixture_run
+from flows.polling import take_feed_answers
 from flows.settings import Settings
 from tests.receivers import make_webhook_fixture
 from tests.seed_site import ORIGINAL, OTHER, REWRITE
@@ -24,6 +25,11 @@ def newswatch(*args: str, env: dict | None = None) -> subprocess.CompletedProces
         [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
         env={**os.environ, "NEWSWATCH_ALLOW_PRIVATE_NETWORKS": "1", **(env or {})},
     )
+
+
+def feed_id_of(db: Path) -> str:
+    with open_warehouse(db, read_only=True) as connection:
+        return execute(connection, "SELECT feed_id FROM feeds")[0][0]
 
 
 def last_run(query, db: Path) -> tuple:
@@ -94,7 +100,9 @@ def test_no_feed_due_is_idle(tmp_path):
     now = datetime.now(UTC)
     with open_warehouse(db) as connection:
         add_feed(connection, "http://127.0.0.1:9/feed.xml", None, now)
-    assert idle_feed_run(settings, now) is None  # a new feed is due at once
+    assert idle_feed_run(settings, now) is None  # a new feed is due at once, and its answer is no 304
+    assert list(take_feed_answers()) == [feed_id_of(db)]  # kept for the flow's poll, which takes it
+    assert take_feed_answers() == {}
     with open_warehouse(db) as connection:
         execute(connection, "UPDATE feeds SET next_due_at = ?", [now + timedelta(minutes=30)])
     idle = idle_feed_run(settings, now)
@@ -113,3 +121,36 @@ def test_a_feed_run_with_no_feed_due_says_so(tmp_path, query):
     assert "polled 0 feeds (0 not modified), 0 fetch failures" in result.stdout
     assert "nothing new: no feed due" in result.stdout and "temporary server" not in result.stderr
     assert last_run(query, db)[1:] == ("completed", 0, "nothing new: no feed due")
+
+
+def test_due_feeds_that_all_answer_304_are_idle_and_a_changed_one_is_asked_once(tmp_path, query, seed_site):
+    db = tmp_path / "nw.duckdb"
+    added = newswatch("add-feed", seed_site.url("/feed.xml"), "--db", str(db))
+    assert added.returncode == 0, added.stderr
+    first = newswatch("run", "--db", str(db))
+    assert first.returncode == 0, first.stderr
+    assert "fetched 4 new entries, new articles 4" in first.stdout
+    feeds_asked = seed_site.paths_seen().count("/feed.xml")
+
+    def make_due(etag_kept: bool = True) -> None:
+        with open_warehouse(db) as connection:
+            execute(connection, "UPDATE feeds SET next_due_at = now()" + ("" if etag_kept else ", etag = NULL"))
+
+    make_due()
+    unchanged = newswatch("run", "--db", str(db))
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert "polled 1 feeds (1 not modified), 0 fetch failures" in unchanged.stdout
+    assert "nothing new: all 1 due feeds unchanged (304)" in unchanged.stdout
+    assert "temporary server" not in unchanged.stderr
+    assert seed_site.paths_seen().count("/feed.xml") == feeds_asked + 1
+    ((status, next_due_later, etag),) = query(db, "SELECT last_status, next_due_at > now() + INTERVAL 5 MINUTE, etag FROM feeds")
+    assert (status, next_due_later, etag) == (304, True, '"v1"')  # recorded as a poll records it
+    assert last_run(query, db)[1:] == ("completed", 0, "nothing new: all 1 due feeds unchanged (304)")
+
+    make_due(etag_kept=False)  # asked without its validator, the feed answers 200: the flow runs
+    changed = newswatch("run", "--db", str(db))
+    assert changed.returncode == 0, changed.stderr
+    assert "polled 1 feeds (0 not modified)" in changed.stdout and "fetched 0 new entries" in changed.stdout
+    assert "temporary server" in changed.stderr
+    assert seed_site.paths_seen().count("/feed.xml") == feeds_asked + 2  # the flow took the answer, not asked again
+    assert query(db, "SELECT count(*), max(etag) FROM feeds WHERE next_due_at > now()") == [(1, '"v1"')]
