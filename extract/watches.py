@@ -2,8 +2,9 @@
 
 A keyword watch (`--query`) matches an article whose title or text satisfies the query, with
 the semantics of the search index (`extract.query`). A semantic watch (`--like`) matches an
-article whose whole-article vector is at least `threshold` cosine-similar to the vector of the
-watch's description, embedded with the same model. Evaluating a batch costs one inverted index
+article whose vector (the one stories are built on: its lead, the mean of its first
+`NEWSWATCH_EMBED_LEAD_CHUNKS` chunks, not the whole-article vector) is at least `threshold`
+cosine-similar to the vector of the watch's description, embedded with the same model. Evaluating a batch costs one inverted index
 of its texts and one matrix product, however many watches there are.
 """
 
