@@ -23,9 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from extract.fixtures import fixture_files
-from extract.search_index import SearchIndexBusy
 from flows.alerts import deliver_due_alerts
-from flows.runs import RunSummary, recorded_run
+from flows.runs import RunSummary, finish_run, recorded_run
 from flows.search import sync_search_index
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
@@ -105,18 +104,9 @@ def finish_idle_run(idle: IdleRun, settings: Settings) -> RunSummary:
         if idle.feed_outcomes:  # as a poll records them: next due after the interval, validators kept
             with open_warehouse(settings.db, memory_limit=settings.duckdb_memory_limit) as connection:
                 load_batch(connection, LoadBatch(feed_outcomes=idle.feed_outcomes))
-        delivered = failed = 0
-        try:
-            report = deliver_due_alerts(settings.db, settings)
-            delivered, failed = report.delivered, report.failed
-        except Exception as error:  # noqa: BLE001 - the alerts stay pending; the next run delivers them
-            logger.warning("alerts not delivered this run (the next run tries again): %s", error)
-        try:
-            sync_search_index(settings.db, settings)
-        except SearchIndexBusy:
-            logger.info("the search index is being written by another process; the next run updates it")
-        except Exception as error:  # noqa: BLE001 - derived data: rebuilt from DuckDB when next needed
-            logger.warning("search index not updated: %s", error)
+        delivered, failed = finish_run(
+            lambda: deliver_due_alerts(settings.db, settings), lambda: sync_search_index(settings.db, settings), logger,
+        )
         fixtures = idle.flow_name == "ingest-fixtures"
         return RunSummary(
             read=idle.read, skipped=[], already_stored=idle.read if fixtures else 0, new_articles=0, duplicates=0,

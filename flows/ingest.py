@@ -13,11 +13,10 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from extract.content import Article
 from extract.fixtures import SkippedFile, fixture_files, read_fixture_files
-from extract.search_index import SearchIndexBusy
 from flows import alerts, embedding, pipeline, search
 from flows.feed_list import FeedFileError, import_feed_file
 from flows.batches import ArticleStream
-from flows.runs import RunSummary, recorded_run
+from flows.runs import RunSummary, finish_run, recorded_run
 from flows.polling import (
     FetchedArticle, FetchedPage, PollResult, extract_articles, extraction_pool, extraction_workers, fetch_policy, poll,
 )
@@ -160,18 +159,9 @@ def update_search_index(db: Path, settings: Settings) -> int:
 
 def _after_batches(db: Path, settings: Settings, totals: "_Totals") -> None:
     """Deliver the alerts and bring the search index up to date; neither can fail the run."""
-    run_logger = get_run_logger()
-    try:
-        report = deliver_alerts(db, settings)
-        totals.delivered, totals.delivery_failures = report.delivered, report.failed
-    except Exception as error:  # noqa: BLE001 - the alerts stay pending; the next run delivers them
-        run_logger.warning("alerts not delivered this run (the next run tries again): %s", error)
-    try:
-        update_search_index(db, settings)
-    except SearchIndexBusy:
-        run_logger.info("the search index is being written by another process; the next run updates it")
-    except Exception as error:  # noqa: BLE001 - derived data: rebuilt from DuckDB when next needed
-        run_logger.warning("search index not updated: %s", error)
+    totals.delivered, totals.delivery_failures = finish_run(
+        lambda: deliver_alerts(db, settings), lambda: update_search_index(db, settings), get_run_logger(),
+    )
 
 
 @task(name="load", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])

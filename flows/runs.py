@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from extract.fixtures import SkippedFile
+from extract.search_index import SearchIndexBusy
 from flows.processes import noting_stop_signals, run_stopped, stop_signal
 from flows.settings import Settings
 from warehouse.connection import open_warehouse, run_lock
@@ -85,6 +86,30 @@ def recorded_run(flow_name: str, db: Path, work, settings: Settings) -> RunSumma
 
         create_markdown_artifact(run_markdown(record), key=f"{flow_name}-summary", description=f"What this {flow_name} run did")
     return replace(summary, run_id=record.run_id)
+
+
+def finish_run(deliver, update_search_index, log) -> tuple[int, int]:
+    """What every run does last: deliver the due alerts, then bring the search index up to date.
+
+    Neither can fail the run: undelivered alerts stay pending for the next run, and the index is
+    derived data. `deliver` returns a `flows.alerts.DeliveryReport`.
+
+    Returns:
+        (alerts delivered, deliveries failed).
+    """
+    delivered = failed = 0
+    try:
+        report = deliver()
+        delivered, failed = report.delivered, report.failed
+    except Exception as error:  # noqa: BLE001 - the alerts stay pending; the next run delivers them
+        log.warning("alerts not delivered this run (the next run tries again): %s", error)
+    try:
+        update_search_index()
+    except SearchIndexBusy:
+        log.info("the search index is being written by another process; the next run updates it")
+    except Exception as error:  # noqa: BLE001 - derived data: rebuilt from DuckDB when next needed
+        log.warning("search index not updated: %s", error)
+    return delivered, failed
 
 
 def _flow_run_id() -> str | None:
