@@ -147,18 +147,21 @@ def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int,
     """(article_id, cosine) of the stored articles closest in meaning to `text`, embedded with the pipeline's model."""
     embedder = get_embedder(settings)
     vector = embedder.embed([text])[0][0]
-    key = (str(Path(db).resolve()), embedding_model_key(settings), len(vector), settings.vector_index_exact_limit,
-           settings.vector_index_search_depth, whole_model_key(settings))
-    with (open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection,
-          _vector_lock):
-        index = VectorIndex(db, key[1], len(vector), exact_limit=key[3], search_depth=key[4], fallback_model=key[5])
-        saved_at = _saved_at(index.state_path)
-        kept = _vector_indexes.pop(key, None)
-        if kept is not None and kept[0] == saved_at:
-            index = kept[1]
-        index.sync(connection)  # in memory only: the runs save it
+    index = VectorIndex(
+        db, embedding_model_key(settings), len(vector),
+        exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
+        fallback_model=whole_model_key(settings),
+    )
+    key = (str(Path(db).resolve()), index.model, index.dimensions, index.exact_limit, index.search_depth, index.fallback_model)
+    with _vector_lock:  # one search at a time brings the kept index up to date and reads it
+        with open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection:
+            saved_at = _saved_at(index.state_path)
+            kept = _vector_indexes.pop(key, None)
+            if kept is not None and kept[0] == saved_at:
+                index = kept[1]
+            index.sync(connection)  # in memory only: the runs save it
         _vector_indexes[key] = (saved_at, index)  # kept only once brought up to date
-        (found,) = index.search(np.asarray(vector, dtype=np.float32)[None, :], limit)
+        (found,) = index.search(np.asarray(vector, dtype=np.float32)[None, :], limit)  # the file is let go by now
     return sorted(found.items(), key=lambda item: -item[1])
 
 
