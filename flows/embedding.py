@@ -10,6 +10,7 @@ key is never embedded again.
 """
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ import numpy as np
 
 from extract.content import text_hash
 from extract.embed import Embedder, model_key
+from flows.model_host import HOST_ADDRESS
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.load import EmbeddingRow
@@ -44,12 +46,38 @@ def _embedder(
     )
 
 
-def get_embedder(settings: Settings) -> Embedder:
-    """The process-wide embedder for these settings (the model loads once per process)."""
-    return _embedder(
+def embedder_config(settings: Settings) -> tuple:
+    """What an embedder is made of, from the settings (the arguments of `_embedder`)."""
+    return (
         settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend,
         settings.embed_max_chunks, settings.embed_device, settings.embed_max_characters,
     )
+
+
+def make_embedder(config: tuple) -> Embedder:
+    """The process-wide embedder of a configuration (`embedder_config`)."""
+    return _embedder(*config)
+
+
+@lru_cache(maxsize=4)
+def _hosted_embedder(config: tuple):
+    from flows.model_host import remote_embedder
+
+    return remote_embedder(config, make_embedder)
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for these settings (the model loads once per process).
+
+    In a flow run started by `newswatch serve`, the serving process's warm model embeds
+    (`flows.model_host`), unless it cannot be reached.
+    """
+    config = embedder_config(settings)
+    if os.environ.get(HOST_ADDRESS):
+        hosted = _hosted_embedder(config)
+        if hosted is not None:
+            return hosted
+    return _embedder(*config)
 
 
 def lead_chunks(settings: Settings) -> int:

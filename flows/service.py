@@ -190,6 +190,16 @@ def own_server_api_url(settings) -> str:
     return f"http://{connect_address(settings.prefect_host)}:{settings.prefect_port}/api"
 
 
+def start_model_host(settings):
+    """Load the embedding model in this process and let the flow runs it starts embed through it (`flows.model_host`)."""
+    from flows.embedding import embedder_config, make_embedder
+    from flows.model_host import ModelHost
+
+    host = ModelHost(make_embedder).start(warm=embedder_config(settings))
+    os.environ.update(host.environment())  # the flow runs' processes inherit it
+    return host
+
+
 def serve_until_stopped(
     settings, *, own_server: bool, started: float, say: Callable[[str], None], api: bool = False,
 ) -> None:
@@ -215,10 +225,12 @@ def serve_until_stopped(
     from flows.deployments import build_deployments
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl+C
-    state = api_server = None
+    state = api_server = model_host = None
     try:
         if api:
             api_server = start_api_server(settings, home / "api.log")
+        if settings.serve_warm_model:
+            model_host = start_model_host(settings)
         deployments = build_deployments(settings.db.resolve(), settings)
         schedule = f"cron {settings.serve_cron}" if settings.serve_cron else f"every {settings.serve_interval_seconds:g} s"
         state = write_state(
@@ -240,6 +252,8 @@ def serve_until_stopped(
             state.unlink(missing_ok=True)
         if api_server is not None:
             api_server.stop()
+        if model_host is not None:
+            model_host.stop()
         if server is not None:
             server.stop()
         stop_descendants()

@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     # --- Service ---
     serve_interval_seconds: float = Field(900.0, ge=1, le=YEAR_MINUTES * 60, description="Seconds between scheduled feed runs of `newswatch serve` (unless a cron is set).")
     serve_cron: str | None = Field(None, description="Cron expression for scheduled feed runs instead of the interval, e.g. `*/10 * * * *`.")
+    serve_warm_model: bool = Field(True, description="Keep the embedding model loaded in `newswatch serve` between runs; its flow runs embed through it instead of loading the model each time.")
     serve_timezone: str = Field("UTC", description="Time zone the cron expressions are read in (an IANA name, e.g. `Europe/Berlin`).")
     maintenance_cron: str = Field("30 3 * * *", description="Cron expression of the daily maintenance run (Parquet export, re-extraction, feed health).")
     export_dir: Path | None = Field(None, description="Folder for the maintenance run's Parquet exports (default: `exports/` beside the database).")
