@@ -201,7 +201,7 @@ class Settings(BaseSettings):
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
             raise ValueError(f"{value!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from None
         return value
 
