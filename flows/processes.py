@@ -244,3 +244,31 @@ def stop_on_signals(message: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, signal.default_int_handler)
+
+
+@contextmanager
+def exit_without_interpreter_teardown():
+    """Around a command's whole run: once it is done, exit with its status without Python's teardown.
+
+    Call it before Prefect is imported: its exit handler then runs after Prefect's own (whose
+    temporary server is stopped by then). Skipping interpreter teardown keeps DuckDB's bindings
+    from printing reference-leak reports about objects Prefect's worker threads still hold.
+    """
+    import atexit
+
+    status = {"code": 0}
+
+    def leave_quietly() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status["code"])
+
+    atexit.register(leave_quietly)
+    try:
+        yield
+    except SystemExit as exit_:
+        status["code"] = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        raise
+    except BaseException:
+        status["code"] = 1
+        raise

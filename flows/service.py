@@ -190,6 +190,20 @@ def own_server_api_url(settings) -> str:
     return f"http://{connect_address(settings.prefect_host)}:{settings.prefect_port}/api"
 
 
+def use_running_service(settings, say: Callable[[str], None]) -> None:
+    """Run on the Prefect server of a `serve` running with this Prefect home, so the run shows in its UI and its list of runs.
+
+    Only when PREFECT_API_URL is not set and the service's server answers; otherwise Prefect
+    starts its temporary server for this run. Call before Prefect is imported.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    state = read_state(prefect_home(settings))
+    if state and state.get("api_url") and api_is_healthy(state["api_url"]):
+        os.environ["PREFECT_API_URL"] = state["api_url"]
+        say(f"on the Prefect server of the running service ({state['api_url']})")
+
+
 def start_model_host(settings):
     """Load the embedding model in this process and let the flow runs it starts embed through it (`flows.model_host`)."""
     from flows.embedding import embedder_config, make_embedder

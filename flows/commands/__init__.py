@@ -1,0 +1,1 @@
+"""The `newswatch` commands, one module per group; `flows/cli.py` registers them."""
