@@ -32,7 +32,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 # breaks); see BENCHMARKS.md. The imports are checked after.
 WORKDIR /src
 COPY pyproject.toml ./
-RUN touch README.md && for package in extract flows warehouse dashboards; do mkdir "$package" && touch "$package/__init__.py"; done \
+RUN touch README.md && python -c "import pathlib, tomllib; [(pathlib.Path(*name.split('.')).mkdir(parents=True, exist_ok=True), pathlib.Path(*name.split('.'), '__init__.py').touch()) for name in tomllib.load(open('pyproject.toml', 'rb'))['tool']['setuptools']['packages']]" \
     && pip install '.[openvino]' && pip install --no-deps optimum-intel==2.2.0 && pip uninstall --yes newswatch \
     && cd /opt/newswatch/lib/python3.11/site-packages \
     && rm -rf torch/test torch/include torch/share/cmake torch/bin/test_* torch/bin/*Test torch/bin/protoc* \

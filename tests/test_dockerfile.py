@@ -71,7 +71,10 @@ def test_dependencies_install_before_the_source_is_copied():
     assert any("'.[openvino]'" in line for line in deps)
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     copies = " ".join(instruction("COPY", build))
-    assert all(f"{package} ./{package}" in copies for package in packages), copies
+    top_level = {package.split(".")[0] for package in packages}  # a subpackage comes with its folder
+    assert all(f"{package} ./{package}" in copies for package in top_level), copies
+    # The dependencies' stand-in packages are made from the same list, so a new package cannot break the build.
+    assert any("tool']['setuptools']['packages']" in line for line in deps)
     final_install = max(i for i, line in enumerate(build) if "pip install --no-deps ." in line)
     assert final_install > max(i for i, line in enumerate(build) if line.startswith("COPY"))
 
