@@ -109,10 +109,9 @@ def finish_idle_run(idle: IdleRun, settings: Settings) -> RunSummary:
         )
         fixtures = idle.flow_name == "ingest-fixtures"
         return RunSummary(
-            read=idle.read, skipped=[], already_stored=idle.read if fixtures else 0, new_articles=0, duplicates=0,
-            new_stories=0, new_embeddings=0, feeds_polled=len(idle.feed_outcomes), not_modified=len(idle.feed_outcomes),
-            delivered=delivered, delivery_failures=failed,
-            message=f"nothing new: {idle.reason}",
+            read=idle.read, already_stored=idle.read if fixtures else 0,
+            feeds_polled=len(idle.feed_outcomes), not_modified=len(idle.feed_outcomes),
+            delivered=delivered, delivery_failures=failed, message=f"nothing new: {idle.reason}",
         )
 
     return recorded_run(idle.flow_name, settings.db, work, settings)

@@ -2,7 +2,6 @@
 
 import asyncio
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,8 +109,8 @@ def prepare(articles: list[Article], db: Path, ingested_at: datetime, settings: 
     return pipeline.prepare_articles(articles, db, ingested_at, settings)
 
 
-@task(name="extract", cache_policy=NO_CACHE)
-def extract(pages: list[FetchedPage]) -> tuple[list[FetchedArticle], list]:
+@task(name="extract-pages", cache_policy=NO_CACHE)
+def extract_pages(pages: list[FetchedPage]) -> tuple[list[FetchedArticle], list]:
     """Extract the articles of fetched pages (a chunk of them)."""
     return extract_articles(pages)
 
@@ -157,7 +156,7 @@ def update_search_index(db: Path, settings: Settings) -> int:
     return search.sync_search_index(db, settings)
 
 
-def _after_batches(db: Path, settings: Settings, totals: "_Totals") -> None:
+def _after_batches(db: Path, settings: Settings, totals: RunSummary) -> None:
     """Deliver the alerts and bring the search index up to date; neither can fail the run."""
     totals.delivered, totals.delivery_failures = finish_run(
         lambda: deliver_alerts(db, settings), lambda: update_search_index(db, settings), get_run_logger(),
@@ -192,20 +191,20 @@ def ingest_fixtures(directory: Path, db: Path, settings: Settings | None = None)
 
     def work() -> RunSummary:
         paths = list_fixtures(directory)
-        totals, skipped = _Totals(), []
+        totals, clock = RunSummary(), _BatchClock()
         with RunProgress() as progress, chunk_runner(settings) as run_chunks:
             progress.total("files", len(paths))
             for batch in chunked(paths, settings.batch_size):
                 articles, skipped_here = read_fixtures(batch, directory, settings.fixture_max_bytes)
                 for skip in skipped_here:
                     get_run_logger().warning("skipped %s: %s", skip.path, skip.reason)
-                skipped += skipped_here
+                totals.skipped += skipped_here
                 totals.read += len(articles)
                 if articles:
-                    _store_batch(articles, db, settings, "fixtures", run_chunks, totals, progress)
+                    _store_batch(articles, db, settings, "fixtures", run_chunks, totals, clock, progress)
                 progress.advance("files", len(batch))
         _after_batches(db, settings, totals)
-        return totals.summary(skipped=skipped)
+        return _logged(totals)
 
     return recorded_run("ingest-fixtures", db, work, settings)
 
@@ -247,21 +246,21 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
             # Fetching waits while two batches wait to be stored: memory stays bounded however big the run.
             capacity=2 * settings.batch_size,
         )
-        totals = _Totals()
+        totals, clock = RunSummary(), _BatchClock()
         with RunProgress() as progress, chunk_runner(settings) as run_chunks:
             if local:  # polled in a thread of its own, stored here batch by batch as articles arrive
                 polling = poll_feeds.submit(db, settings, stream, progress)
             else:  # polled first, then extracted in chunks on the cluster
                 polled = poll_feeds(db, settings, stream, progress)
                 stream.add_poll(polled)
-                for articles, failures in run_chunks(extract, [{"pages": c} for c in _chunks(polled.pages, settings)]):
+                for articles, failures in run_chunks(extract_pages, [{"pages": c} for c in _chunks(polled.pages, settings)]):
                     stream.add(articles, failures)
                 stream.close()
             try:
                 while (batch := stream.next_batch(settings.batch_size)) is not None:
                     fetched = {item.article.url: item for item in batch}
                     _store_batch(
-                        [item.article for item in batch], db, settings, "feeds", run_chunks, totals, progress,
+                        [item.article for item in batch], db, settings, "feeds", run_chunks, totals, clock, progress,
                         fetched=fetched, prefetch=prefetch, stream=stream,
                     )
                     progress.total("stored", stream.received if stream.closed else None)
@@ -276,70 +275,48 @@ def ingest_feeds(db: Path, settings: Settings | None = None) -> RunSummary:
             if local:
                 polled = polling.result()
         totals.read = stream.received
+        totals.feeds_polled, totals.not_modified, totals.failures = polled.feeds_polled, polled.not_modified, len(polled.failures)
         _after_batches(db, settings, totals)
-        return totals.summary(polled=polled)
+        return _logged(totals)
 
     return recorded_run("ingest-feeds", db, work, settings)
 
 
-@dataclass
-class _Totals:
-    """What the batches of one run stored, added up."""
+class _BatchClock:
+    """The time each batch of a run is stored at: now, and always after the previous batch (the
+    vector index beside the warehouse tells batches apart by it)."""
 
-    read: int = 0
-    already_stored: int = 0
-    new_articles: int = 0
-    duplicates: int = 0
-    new_stories: int = 0
-    new_embeddings: int = 0
-    alerts: int = 0
-    delivered: int = 0
-    delivery_failures: int = 0
-    batches: int = 0
-    last_ingested_at: datetime | None = None
+    def __init__(self) -> None:
+        self._last: datetime | None = None
 
-    def ingested_at(self) -> datetime:
-        """When the next batch is stored: now, and always after the previous batch (the vector index
-        beside the warehouse tells batches apart by it)."""
+    def next_batch_time(self) -> datetime:
         now = datetime.now(UTC)
-        if self.last_ingested_at is not None and now <= self.last_ingested_at:
-            now = self.last_ingested_at + timedelta(microseconds=1)
-        self.last_ingested_at = now
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(microseconds=1)
+        self._last = now
         return now
 
-    def summary(self, skipped=(), polled: PollResult | None = None) -> RunSummary:
-        summary = RunSummary(
-            read=self.read,
-            skipped=list(skipped),
-            already_stored=self.already_stored,
-            new_articles=self.new_articles,
-            duplicates=self.duplicates,
-            new_stories=self.new_stories,
-            new_embeddings=self.new_embeddings,
-            feeds_polled=polled.feeds_polled if polled else 0,
-            not_modified=polled.not_modified if polled else 0,
-            failures=len(polled.failures) if polled else 0,
-            alerts=self.alerts,
-            delivered=self.delivered,
-            delivery_failures=self.delivery_failures,
-        )
-        get_run_logger().info(
-            "read %d, skipped %d, already stored %d, new %d (%d duplicates), new stories %d in %d batches, "
-            "feeds polled %d (%d not modified), failures %d; alerts %d, delivered %d, not delivered %d",
-            summary.read, len(summary.skipped), summary.already_stored, summary.new_articles, summary.duplicates,
-            summary.new_stories, self.batches, summary.feeds_polled, summary.not_modified, summary.failures,
-            summary.alerts, summary.delivered, summary.delivery_failures,
-        )
-        return summary
+
+def _logged(summary: RunSummary) -> RunSummary:
+    """The run's summary, logged in one line."""
+    get_run_logger().info(
+        "read %d, skipped %d, already stored %d, new %d (%d duplicates), new stories %d in %d batches, "
+        "feeds polled %d (%d not modified), failures %d; alerts %d, delivered %d, not delivered %d",
+        summary.read, len(summary.skipped), summary.already_stored, summary.new_articles, summary.duplicates,
+        summary.new_stories, summary.batches, summary.feeds_polled, summary.not_modified, summary.failures,
+        summary.alerts, summary.delivered, summary.delivery_failures,
+    )
+    return summary
 
 
 def _store_batch(
-    articles: list[Article], db, settings, source, run_chunks, totals: _Totals, progress: RunProgress, *,
+    articles: list[Article], db, settings, source, run_chunks, totals: RunSummary, clock: _BatchClock,
+    progress: RunProgress, *,
     fetched=None, prefetch=None, stream: ArticleStream | None = None,
 ) -> None:
     """One batch through the stages, decided against what is stored, loaded in one transaction:
     prepare → embed → dedupe and cluster → load."""
-    ingested_at = totals.ingested_at()
+    ingested_at = clock.next_batch_time()
     # Batches are passed `quote`d to the tasks run here: Prefect would otherwise walk every object
     # in them, looking for futures, before each task (a quarter of a 1,171-article run's time).
     # Chunks for a Dask cluster (`run_chunks`) are not: its runner does not unwrap them.

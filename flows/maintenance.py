@@ -151,9 +151,6 @@ def maintenance(db: Path, settings: Settings | None = None) -> RunSummary:
             + f"; re-extracted {stale.pages} pages ({stale.changed} changed); {len(attention)} of {len(feeds)} feeds need attention"
         )
         logger.info(message)
-        return RunSummary(
-            read=0, skipped=[], already_stored=0, new_articles=0, duplicates=0, new_stories=0,
-            new_embeddings=stale.new_embeddings, message=message,
-        )
+        return RunSummary(new_embeddings=stale.new_embeddings, message=message)
 
     return recorded_run("maintenance", db, work, settings)

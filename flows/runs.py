@@ -3,7 +3,7 @@
 import logging
 import signal
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,17 +15,18 @@ from warehouse.connection import open_warehouse, run_lock
 from warehouse.runs import RunRecord, abandon_unfinished_runs, record_run
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunSummary:
-    """What one run did."""
+    """What one run did: its counters, added up batch by batch while it runs (the `runs` row keeps a part of them)."""
 
-    read: int
-    skipped: list[SkippedFile]
-    already_stored: int
-    new_articles: int
-    duplicates: int
-    new_stories: int
-    new_embeddings: int
+    read: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    already_stored: int = 0
+    new_articles: int = 0
+    duplicates: int = 0
+    new_stories: int = 0
+    new_embeddings: int = 0
+    batches: int = 0
     feeds_polled: int = 0
     not_modified: int = 0
     failures: int = 0

@@ -190,7 +190,7 @@ def open_warehouse(
             raise WarehouseError(f"database {path} has schema version {version}, newer than this newswatch ({latest})")
         if read_only and version < latest:
             raise WarehouseError(f"database {path} has schema version {version}; run `newswatch run` to upgrade it to {latest}")
-        if not read_only:
+        if not read_only and version < latest:  # a current schema needs nothing written
             apply_migrations(connection)
         yield connection
     except duckdb.Error as error:

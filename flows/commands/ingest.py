@@ -61,6 +61,7 @@ def run(
     if fixtures is None and settings.feeds_file is not None:
         with reported_errors():
             import_feed_file(settings.feeds_file, settings.db, datetime.now(UTC), settings)
+        settings = settings.model_copy(update={"feeds_file": None})  # imported: the flow need not read it again
     with open_database(settings) as connection:
         feed_count = len(list_feeds(connection))
     if fixtures is None and not feed_count:
