@@ -3,8 +3,6 @@
 from datetime import datetime
 from pathlib import Path
 
-from extract.fixtures import read_bounded
-from extract.opml import OpmlError, read_opml
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.feeds import add_feed
@@ -25,6 +23,10 @@ def import_feed_file(path: Path, db: Path, now: datetime, settings: Settings) ->
     Raises:
         FeedFileError: The file is missing, unreadable or not OPML.
     """
+    # Imported here: every command knows FeedFileError, few read a feed list (and the reader brings the extractor).
+    from extract.fixtures import read_bounded
+    from extract.opml import OpmlError, read_opml
+
     data = read_bounded(Path(path), FEED_FILE_MAX_BYTES)  # never a FIFO that blocks, nor a huge file
     if isinstance(data, str):
         raise FeedFileError(f"cannot read {path}: {data.removeprefix('cannot be read: ')}")

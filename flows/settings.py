@@ -187,6 +187,8 @@ class Settings(BaseSettings):
     @field_validator("term_language")
     @classmethod
     def _language_has_word_frequencies(cls, value: str) -> str:
+        if value == "en":  # the default: known to have them, and importing wordfreq costs every command ~70 ms
+            return value
         from wordfreq import available_languages
 
         languages = sorted(available_languages("best"))
