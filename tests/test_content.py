@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from extract.charsets import decode_html
 from extract.content import (
     article_from_html,
     article_from_text,
-    decode_html,
     detect_language,
     fallback_title,
     guess_title,
