@@ -54,7 +54,9 @@ assert Embedder(backend='openvino-int8').load().backend_in_use == 'openvino-int8
 
 COPY README.md ./
 COPY warehouse ./warehouse
+COPY monitoring ./monitoring
 COPY flows ./flows
+COPY reading ./reading
 COPY dashboards ./dashboards
 # The installed project (its files as its RECORD lists them) and the exports, staged at their paths
 # (relative to /: cp --parents looks the parent folders up by the name it was given).

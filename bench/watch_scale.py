@@ -18,7 +18,7 @@ Each timed run is a fresh process on fresh copies of that warehouse (vectors com
 cache: no model is loaded; a watch description that would need embedding again is an error).
 It times: `prepare` and `dedupe_and_cluster` (for scale), `flows.alerts.read_watch_rules` (read
 and parse the 1,000 watches), `flows.alerts.match_batch` (and `BatchMatcher` building, keyword and
-semantic matching apart), `warehouse.watches.record_alerts` inside the real load transaction
+semantic matching apart), `flows.alerts.record_alerts` inside the real load transaction
 (`warehouse.load.load_batch`, wrapped), and the same load without watches on a second copy: the
 whole overhead of watches in a batch is read rules + match + (load with − load without). Peak
 RSS: the process's high-water mark, and the one reset just before the watch work.
@@ -156,7 +156,6 @@ def make_descriptions(docs: list[dict], count: int = LIKE_WATCHES) -> list[str]:
 def _store(articles, db: Path, settings, ingested_at: datetime) -> None:
     """One batch through the pipeline's stages, with the watches, as `flows.ingest._store_batch` does."""
     from flows import alerts, pipeline
-    from warehouse.load import WatchEvaluation
 
     prepared, _ = pipeline.prepare_articles(articles, db, ingested_at, settings)
     embeddings = pipeline.embed_articles(prepared, db, settings)
@@ -164,7 +163,7 @@ def _store(articles, db: Path, settings, ingested_at: datetime) -> None:
     batch = pipeline.build_load_batch(prepared, verdicts, embeddings, "fixtures", ingested_at)
     rules = alerts.read_watch_rules(db, settings)
     story_of = {article_id: assignment.story_id for article_id, assignment in verdicts.stories.items()}
-    batch.watches = WatchEvaluation(alerts.match_batch(prepared, story_of, rules, settings), settings.alert_developing_factor)
+    batch.watches = alerts.WatchEvaluation(alerts.match_batch(prepared, story_of, rules, settings), settings.alert_developing_factor)
     pipeline.load(batch, db, settings)
 
 
@@ -242,12 +241,11 @@ def _copy(base: Path, target: Path) -> None:
 
 def timed_run(data: Path, work: Path, settings, number: int) -> dict:
     """One measured batch in this (fresh) process: see the module docstring."""
-    import warehouse.load
     from extract.query import BatchMatcher
-    from extract.watches import match_articles
     from flows import alerts, pipeline
     from flows.embedding import embedding_model_key
-    from warehouse.load import EmbeddingRow, WatchEvaluation
+    from monitoring.watches import match_articles
+    from warehouse.load import EmbeddingRow
 
     def no_model(*_args, **_kwargs):
         raise RuntimeError("a watch description needed embedding again: the cached set-up does not match the settings")
@@ -302,10 +300,10 @@ def timed_run(data: Path, work: Path, settings, number: int) -> dict:
         times["match_semantic_only"] = time.perf_counter() - started
 
         batch = pipeline.build_load_batch(prepared, verdicts, embeddings, "fixtures", ingested_at)
-        batch.watches = WatchEvaluation(matches, settings.alert_developing_factor)
+        batch.watches = alerts.WatchEvaluation(matches, settings.alert_developing_factor)
         plain = pipeline.build_load_batch(prepared, verdicts, embeddings, "fixtures", ingested_at)
         recorded = {}
-        real_record_alerts = warehouse.load.record_alerts
+        real_record_alerts = alerts.record_alerts
 
         def timed_record_alerts(*args, **kwargs):
             begun = time.perf_counter()
@@ -315,7 +313,7 @@ def timed_run(data: Path, work: Path, settings, number: int) -> dict:
             recorded["touched"] = len(set(args[2]))
             return decided
 
-        warehouse.load.record_alerts = timed_record_alerts
+        alerts.record_alerts = timed_record_alerts
         # Alternate which copy is loaded first, so neither always meets a warmer cache.
         order = [("with", with_watches, batch), ("without", without, plain)]
         for label, db, load_batch in (order if number % 2 == 0 else order[::-1]):
@@ -324,7 +322,7 @@ def timed_run(data: Path, work: Path, settings, number: int) -> dict:
             times[f"load_{label}_watches"] = time.perf_counter() - started
             if label == "with":
                 loaded = result
-        warehouse.load.record_alerts = real_record_alerts
+        alerts.record_alerts = real_record_alerts
         times["record_alerts"] = recorded.get("seconds", 0.0)
         peak_watch_work = _memory("VmHWM") if peak_reset else None
         from warehouse.connection import open_warehouse

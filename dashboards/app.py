@@ -11,7 +11,7 @@ import sys
 import streamlit as st
 
 from dashboards.plain_text import plain
-from dashboards.snapshot import CACHE_SECONDS, refresh, source_from_arguments
+from dashboards.snapshot import CACHE_SECONDS, read_once_per_run, refresh
 
 st.set_page_config(page_title="newswatch", layout="wide")
 
@@ -25,8 +25,9 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+source = read_once_per_run(sys.argv[1:])  # the page takes the same source and settings
 with st.sidebar:
-    st.caption(f"newswatch · {plain(str(source_from_arguments(sys.argv[1:]).path))} (read-only)")
+    st.caption(f"newswatch · {plain(str(source.path))} (read-only)")
     if st.button("Refresh data", help=f"Data is otherwise re-read at most every {CACHE_SECONDS} s."):
         refresh()
 page.run()

@@ -4,14 +4,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
-from pydantic import ValidationError
 
 from dashboards import reads
 from dashboards.plain_text import http_link, plain
-from dashboards.snapshot import Source, format_time, load, source_from_arguments
+from dashboards.snapshot import Source, format_time, load, page_arguments
 from dashboards.timeline import BUCKET_LENGTHS, bucket_start, timeline_chart
-from flows.settings import load_settings, settings_error_message
-from warehouse.feeds import FeedRecord, attention_reasons
+from flows.settings import Settings
+from reading.feeds import FeedHealth, feed_health
+from warehouse.feeds import FeedRecord
 
 WINDOWS = {"per day, last 30 days": ("day", timedelta(days=30)), "per hour, last 48 hours": ("hour", timedelta(hours=48))}
 FAILURES_SHOWN = 20
@@ -26,29 +26,26 @@ def feed_status(feed: FeedRecord, reasons: list[str]) -> str:
     return "never polled" if feed.last_fetched_at is None else "ok"
 
 
-def feed_rows(feeds: list[FeedRecord], statuses: list[str], reasons: list[list[str]]) -> list[dict]:
-    """One table row per feed."""
-    return [
-        {
-            "feed": feed.name or feed.url,
-            "status": status,
-            "attention": "; ".join(feed_reasons),
-            "HTTP": "" if feed.last_status is None else str(feed.last_status),
-            "last success": format_time(feed.last_success_at),
-            "failures in a row": feed.consecutive_failures,
-            "next due": format_time(feed.next_due_at),
-            "last new item": format_time(feed.last_new_item_at),
-            "url": http_link(feed.url),
-        }
-        for feed, status, feed_reasons in zip(feeds, statuses, reasons)
-    ]
+def feed_row(health: FeedHealth, status: str) -> dict:
+    """A feed's row of the health table."""
+    feed = health.feed
+    return {
+        "feed": feed.name or feed.url,
+        "status": status,
+        "attention": "; ".join(health.attention),
+        "HTTP": "" if feed.last_status is None else str(feed.last_status),
+        "last success": format_time(feed.last_success_at),
+        "failures in a row": feed.consecutive_failures,
+        "next due": format_time(feed.next_due_at),
+        "last new item": format_time(feed.last_new_item_at),
+        "url": http_link(feed.url),
+    }
 
 
 def show_health(feeds: list[FeedRecord], silent_days: float) -> None:
     """Counts, the silent and failing feeds by name, and the health table."""
-    now = datetime.now(UTC)
-    reasons = [attention_reasons(feed, now, timedelta(days=silent_days)) for feed in feeds]
-    statuses = [feed_status(feed, feed_reasons) for feed, feed_reasons in zip(feeds, reasons)]
+    health = feed_health(feeds, datetime.now(UTC), silent_days)
+    statuses = [feed_status(item.feed, item.attention) for item in health]
     columns = st.columns(4)
     columns[0].metric("Feeds", len(feeds))
     columns[1].metric("OK", statuses.count("ok"))
@@ -59,7 +56,7 @@ def show_health(feeds: list[FeedRecord], silent_days: float) -> None:
         if names:
             st.warning(f"{label}: " + ", ".join(plain(name) for name in names), icon=":material/warning:")
     st.dataframe(
-        feed_rows(feeds, statuses, reasons),
+        [feed_row(item, status) for item, status in zip(health, statuses)],
         hide_index=True,
         column_config={"url": st.column_config.LinkColumn("url"), "attention": st.column_config.TextColumn(width="medium")},
     )
@@ -76,13 +73,11 @@ def show_chart(counts: list[dict], bucket: str, since: datetime) -> None:
     st.caption(f"New articles per {bucket} of ingestion (UTC), by feed")
 
 
-def show(source: Source) -> None:
+def show(source: Source, settings: Settings) -> None:
     """The page."""
     st.title("Feeds")
-    try:
-        settings = load_settings()
-    except ValidationError as error:
-        st.error(plain(settings_error_message(error)))
+    if source.settings_error:
+        st.error(plain(source.settings_error))
         return
     window = st.segmented_control("New articles", list(WINDOWS), default=list(WINDOWS)[0], required=True)
     bucket, length = WINDOWS[window or list(WINDOWS)[0]]
@@ -115,4 +110,4 @@ def show(source: Source) -> None:
         )
 
 
-show(source_from_arguments(sys.argv[1:]))
+show(*page_arguments(sys.argv[1:]))

@@ -4,21 +4,21 @@ Each reader takes an open read-only connection and plain, hashable arguments, fe
 its page needs and returns plain data, so `dashboards.snapshot.load` can cache it and close the
 connection at once. The concurrency test calls these same functions beside a running writer.
 
-Searches read the indexes beside the warehouse too, never writing them: the full-text index is
-only opened for searching, and the vector index is kept in this process's memory and brought up
-to date there (the ingest runs keep both up to date on disk).
+Searches read the indexes beside the warehouse too, through `reading.search` as the command line
+and the API do, never writing them: the full-text index is only opened for searching, and the
+vector index is kept in this process's memory and brought up to date there (the ingest runs keep
+both up to date on disk).
 """
 
-import threading
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from extract.query import parse_query
-from extract.search_index import SearchIndex, SearchIndexError, read_state
-from flows.search import SearchResult
+from extract.search_index import SearchIndexError
+from reading.search import VectorIndexSettings, has_search_index, keyword_search, semantic_search
 from warehouse.feeds import list_feeds
 from warehouse.queries import (
     article_facets,
@@ -31,7 +31,6 @@ from warehouse.queries import (
     story_timelines,
 )
 from warehouse.runs import recent_runs
-from warehouse.vector_index import VectorIndex
 from warehouse.watches import delivery_health, recent_alerts, watch_overviews
 
 STORY_CHOICES = 200
@@ -109,17 +108,16 @@ def read_runs(connection: duckdb.DuckDBPyConnection, limit: int) -> list:
 
 
 def read_keyword_search(
-    connection: duckdb.DuckDBPyConnection, folder: Path, query: str, since: datetime | None, limit: int
+    connection: duckdb.DuckDBPyConnection, db: Path, query: str, since: datetime | None, limit: int
 ) -> dict:
-    """The articles of the full-text index in `folder` that match a keyword query, best first.
+    """The articles of the warehouse's full-text index that match a keyword query, best first (`reading.search`).
 
     The index is only opened for searching (it takes its writer only on a change), never brought
-    up to date here: each ingest run does that. Its hits are read from the warehouse in this
-    connection, so an article the index still holds but the warehouse no longer does is left out.
+    up to date here: each ingest run does that.
 
     Args:
         connection: An open read-only warehouse connection.
-        folder: The index folder (`flows.search.search_folder`).
+        db: The warehouse file (the index lives beside it).
         query: The query as typed; it parses (`extract.query.parse_query`), the page checked.
         since: Only articles seen at or after this time.
         limit: How many articles at most.
@@ -127,79 +125,42 @@ def read_keyword_search(
     Returns:
         `{"index": "missing" | "unusable" | "ok", "message": str | None, "results": [SearchResult]}`.
     """
-    # A folder without its state file is no index yet; opening one would create it.
-    if read_state(folder) is None:
+    if not has_search_index(db):
         return {"index": "missing", "message": None, "results": []}
     try:
-        with SearchIndex(folder) as index:
-            hits = index.search(parse_query(query), limit=limit, since=since)
+        results = keyword_search(lambda: nullcontext(connection), db, parse_query(query), since=since, limit=limit)
     except SearchIndexError as error:
         return {"index": "unusable", "message": str(error), "results": []}
-    articles = articles_by_id(connection, [hit.article_id for hit in hits])
-    results = [SearchResult(articles[hit.article_id], hit.score) for hit in hits if hit.article_id in articles]
     return {"index": "ok", "message": None, "results": results}
-
-
-# One vector index per (database, model, settings), kept in memory between reads and brought up to
-# date in each: loading it from disk for every query would read every vector each time.
-_vector_indexes: dict[tuple, VectorIndex] = {}
-_vector_lock = threading.Lock()
 
 
 def read_semantic_search(
     connection: duckdb.DuckDBPyConnection,
     db: Path,
-    model: str,
+    index: VectorIndexSettings,
     query_vector: tuple[float, ...],
-    exact_limit: int,
-    search_depth: int,
     since: datetime | None,
     limit: int,
-    fallback_model: str | None = None,
 ) -> dict:
-    """The stored articles nearest in meaning to a query vector, most similar first.
+    """The stored articles nearest in meaning to a query vector, most similar first (`reading.search`).
 
-    The vector index beside the warehouse (`warehouse.vector_index`) is loaded from disk once and
-    synced with the `articles` table in memory only: the ingest runs save it.
+    The vector index beside the warehouse is loaded from disk once and brought up to date with
+    the `articles` table in memory only: the ingest runs save it.
 
     Args:
         connection: An open read-only warehouse connection.
         db: The warehouse file (the index lives beside it).
-        model: The embedding key (`flows.embedding.embedding_model_key`).
+        index: Which vector index (`reading.search.VectorIndexSettings.of` the settings).
         query_vector: The query's unit vector, embedded with that model.
-        exact_limit: `Settings.vector_index_exact_limit`.
-        search_depth: `Settings.vector_index_search_depth`.
         since: Only articles seen at or after this time.
         limit: How many articles at most.
-        fallback_model: Vectors of texts without one of `model` (`flows.embedding.whole_model_key`).
 
     Returns:
         `{"vectors": how many articles the index holds, "results": [SearchResult]}`, each result
         with its (approximate) cosine similarity to the query.
     """
-    key = (str(db), model, len(query_vector), exact_limit, search_depth, fallback_model)
-    vector = np.asarray(query_vector, dtype=np.float32)[None, :]
-    with _vector_lock:
-        index = _vector_indexes.get(key)
-        if index is None:
-            index = VectorIndex(db, model, len(query_vector), exact_limit=exact_limit, search_depth=search_depth,
-                                fallback_model=fallback_model)
-            index.load()
-        try:
-            index.sync(connection)
-        except BaseException:
-            _vector_indexes.pop(key, None)  # half brought up to date: load it afresh next time
-            raise
-        _vector_indexes[key] = index
-        # Over-fetch when filtering by time: the index knows no times.
-        (found,) = index.search(vector, limit * 5 if since is not None else limit)
-        vectors = len(index)
-    ranked = sorted(found.items(), key=lambda item: -item[1])
-    articles = articles_by_id(connection, [article_id for article_id, _ in ranked])
-    results = [SearchResult(articles[article_id], score) for article_id, score in ranked if article_id in articles]
-    if since is not None:
-        results = [result for result in results if result.article["seen_at"] >= since]
-    return {"vectors": vectors, "results": results[:limit]}
+    results, vectors = semantic_search(lambda: nullcontext(connection), db, index, query_vector, since=since, limit=limit)
+    return {"vectors": vectors, "results": results}
 
 
 def read_watches(connection: duckdb.DuckDBPyConnection, watch_id: int | None, alert_limit: int) -> dict:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboards import reads
 from dashboards.plain_text import plain
-from dashboards.snapshot import Source, format_time, load, source_from_arguments
+from dashboards.snapshot import Source, format_time, load, page_arguments
 from warehouse.runs import RunRecord
 
 RUNS_SHOWN = 100
@@ -63,4 +63,4 @@ def show(source: Source) -> None:
     st.dataframe(run_rows(runs), hide_index=True, column_config={"message": st.column_config.TextColumn(width="large")})
 
 
-show(source_from_arguments(sys.argv[1:]))
+show(page_arguments(sys.argv[1:])[0])

@@ -4,14 +4,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
-from pydantic import ValidationError
 
 from dashboards import reads
 from dashboards.plain_text import plain
-from dashboards.snapshot import Source, count, format_time, load, missing_database_message, source_from_arguments
+from dashboards.snapshot import Source, count, format_time, load, missing_database_message, page_arguments
 from extract.query import And, Node, Or, Phrase, Query, QueryError, Term, parse_query, text_analyzer
-from flows.search import SearchResult, group_by_story, search_folder
-from flows.settings import Settings, load_settings, settings_error_message
+from flows.settings import Settings
+from reading.embedder import local_embedder
+from reading.search import SearchResult, VectorIndexSettings, group_by_story
 
 RESULT_LIMIT = 50
 SNIPPET_CHARACTERS = 220
@@ -145,7 +145,7 @@ def keyword_search(source: Source, query_text: str, window: str | None) -> None:
         # The query comes from the URL (?q=...) too: a shared link must not bring markup.
         st.error(plain(f"This query cannot be searched: {error}."))
         return
-    found = load(source, reads.read_keyword_search, search_folder(source.path), query_text, since_time(window), RESULT_LIMIT)
+    found = load(source, reads.read_keyword_search, source.path, query_text, since_time(window), RESULT_LIMIT)
     if found is None:
         return
     if found["index"] == "missing":
@@ -164,29 +164,25 @@ def keyword_search(source: Source, query_text: str, window: str | None) -> None:
 
 def semantic_search(source: Source, settings: Settings, query: str, min_similarity: float, window: str | None) -> None:
     """Articles nearest in meaning to the query, embedded with the pipeline's model, from the vector index."""
-    # Imported here: the model and torch load only when semantic search is used.
-    from flows.embedding import embedding_model_key, get_embedder, whole_model_key
-
     if not source.path.exists():
         st.info(missing_database_message(source.path))  # before loading the model for nothing
         return
     try:
         with st.spinner(f"Embedding the query with {plain(settings.model)}…"):
-            vector = get_embedder(settings).embed([query])[0][0]
+            vector = local_embedder(settings).embed([query])[0][0]  # the model and torch load on first use
     except Exception as error:  # a model that cannot load: say so in one line
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         st.error(f"Cannot load the embedding model {plain(settings.model)}: {plain(first_line)}")
         return
-    model = embedding_model_key(settings)
+    index = VectorIndexSettings.of(settings)
     found = load(
-        source, reads.read_semantic_search, source.path, model, tuple(float(value) for value in vector),
-        settings.vector_index_exact_limit, settings.vector_index_search_depth, since_time(window), RESULT_LIMIT,
-        whole_model_key(settings),
+        source, reads.read_semantic_search, source.path, index, tuple(float(value) for value in vector), since_time(window),
+        RESULT_LIMIT,
     )
     if found is None:
         return
     if not found["vectors"]:
-        st.info(f"No article has a vector of the model {plain(model)} yet: run the pipeline with this model first.")
+        st.info(f"No article has a vector of the model {plain(index.model)} yet: run the pipeline with this model first.")
         return
     results = [result for result in found["results"] if result.score >= min_similarity]
     if not results:
@@ -195,7 +191,7 @@ def semantic_search(source: Source, settings: Settings, query: str, min_similari
     show_results(results, "similarity", frozenset())
 
 
-def show(source: Source) -> None:
+def show(source: Source, settings: Settings) -> None:
     """The page."""
     st.title("Search")
     # Bound to the URL (?mode=Semantic&q=...&since=7d), so a search can be bookmarked and shared.
@@ -222,14 +218,12 @@ def show(source: Source) -> None:
         )
         return
     if mode == "Semantic":
-        try:
-            settings = load_settings()
-        except ValidationError as error:
-            st.error(plain(settings_error_message(error)))
+        if source.settings_error:
+            st.error(plain(source.settings_error))
             return
         semantic_search(source, settings, query, min_similarity, window)
     else:
         keyword_search(source, query, window)
 
 
-show(source_from_arguments(sys.argv[1:]))
+show(*page_arguments(sys.argv[1:]))

@@ -44,8 +44,35 @@ class Source:
     settings_error: str | None = None
 
 
+# Session-state key of what the app's script read for this run: (argv, source, settings).
+_READ_THIS_RUN = "newswatch_arguments"
+
+
 def source_from_arguments(argv: list[str]) -> Source:
     """The source from `--db` (else the settings: `NEWSWATCH_DB`, else `newswatch.duckdb`) and `--lock-wait`."""
+    return read_arguments(argv)[0]
+
+
+def read_once_per_run(argv: list[str]) -> Source:
+    """The source, with the settings read once for this run of the app: the page it runs takes both (`page_arguments`)."""
+    source, settings = read_arguments(argv)
+    st.session_state[_READ_THIS_RUN] = (list(argv), source, settings)
+    return source
+
+
+def page_arguments(argv: list[str]) -> tuple[Source, Settings]:
+    """The source and settings the app read for this run (`read_once_per_run`); read now when a page runs alone."""
+    kept = st.session_state.get(_READ_THIS_RUN)
+    if kept is not None and kept[0] == list(argv):
+        return kept[1], kept[2]
+    return read_arguments(argv)
+
+
+def read_arguments(argv: list[str]) -> tuple[Source, Settings]:
+    """The source (`source_from_arguments`) and the settings it comes from.
+
+    When the settings cannot be read the defaults stand in, and `source.settings_error` says why.
+    """
     parser = argparse.ArgumentParser(prog="dashboards/app.py", allow_abbrev=False)
     parser.add_argument("--db", default=None, help="DuckDB file to read (default: the setting NEWSWATCH_DB)")
     parser.add_argument("--lock-wait", help="seconds a read waits while the pipeline holds the database")
@@ -59,8 +86,9 @@ def source_from_arguments(argv: list[str]) -> Source:
         settings = load_settings(db=arguments.db)
     except ValidationError as error:
         defaults = Settings.model_construct()
-        return Source(Path(arguments.db or defaults.db), lock_wait, defaults.duckdb_memory_limit, settings_error_message(error))
-    return Source(settings.db, lock_wait, settings.duckdb_memory_limit)
+        source = Source(Path(arguments.db or defaults.db), lock_wait, defaults.duckdb_memory_limit, settings_error_message(error))
+        return source, defaults
+    return Source(settings.db, lock_wait, settings.duckdb_memory_limit), settings
 
 
 @dataclass(frozen=True)

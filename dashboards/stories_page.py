@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import streamlit as st
 
 from dashboards import reads
-from dashboards.snapshot import Source, count, format_time, load, source_from_arguments
+from dashboards.snapshot import Source, count, format_time, load, page_arguments
 from dashboards.timeline import bucket_for, bucket_starts, filled_counts
 
 DEFAULT_DAYS = 7
@@ -129,4 +129,4 @@ def show(source: Source) -> None:
         st.switch_page("story_page.py", query_params={"story": story_ids[event.selection.rows[0]]})
 
 
-show(source_from_arguments(sys.argv[1:]))
+show(page_arguments(sys.argv[1:])[0])

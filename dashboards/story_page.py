@@ -8,7 +8,7 @@ import streamlit as st
 from dashboards import reads
 from dashboards.difference import ADDED_STYLE, REMOVED_STYLE, TEXT_STYLE, word_difference
 from dashboards.plain_text import http_link, plain
-from dashboards.snapshot import Source, format_time, load, source_from_arguments
+from dashboards.snapshot import Source, format_time, load, page_arguments
 from dashboards.timeline import bucket_for, bucket_start, timeline_chart
 
 SIMILARITY_MEANINGS = {
@@ -156,4 +156,4 @@ def show(source: Source) -> None:
     show_side_by_side(duplicate, original)
 
 
-show(source_from_arguments(sys.argv[1:]))
+show(page_arguments(sys.argv[1:])[0])

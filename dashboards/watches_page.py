@@ -1,7 +1,7 @@
 """Watches page: every watch, what it looks for and the health of its deliveries, and the latest alerts.
 
 Notification URLs are stored in clear (they are needed to deliver) and only ever shown masked
-(`extract.notify.mask_url`); delivery errors are stored masked already.
+(`monitoring.notification_urls.mask_url`); delivery errors are stored masked already.
 """
 
 import sys
@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboards import reads
 from dashboards.plain_text import plain
-from dashboards.snapshot import Source, count, format_time, load, source_from_arguments
-from extract.notify import mask_url
+from dashboards.snapshot import Source, count, format_time, load, page_arguments
+from monitoring.notification_urls import mask_url
 from warehouse.watches import WatchOverview, WatchRecord
 
 ALERTS_SHOWN = 50
@@ -176,4 +176,4 @@ def show(source: Source) -> None:
     show_alerts(alerts)
 
 
-show(source_from_arguments(sys.argv[1:]))
+show(page_arguments(sys.argv[1:])[0])

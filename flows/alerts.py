@@ -2,8 +2,9 @@
 
 Every ingest run (fixtures or feeds, from the command line or on a schedule) evaluates every
 watch against the stories each batch created or grew: the batch's matches go into the batch's
-load transaction (`warehouse.watches.record_alerts` decides the alerts there), so an alert is
-never decided twice nor lost. After the run, every delivery that is due is attempted
+load transaction, where `record_alerts` reads what the rule needs (`warehouse.watches`), decides
+(`monitoring.policy`) and stores the alerts with their payloads, so an alert is never decided
+twice nor lost. After the run, every delivery that is due is attempted
 (`deliver_due_alerts`): a failing endpoint is retried on later runs with exponential backoff,
 then marked failed; it never fails the run, and one slow or failing endpoint never holds up the
 others.
@@ -16,17 +17,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
-from extract.notify import AlertMessage, deliver, render_alert
 from extract.query import QueryError, parse_query
-from extract.watches import WatchRule, match_articles
 from flows.embedding import embedding_model_key, get_embedder
 from flows.settings import Settings
+from monitoring.alerts import AlertMessage, alert_payload, render_alert
+from monitoring.delivery import deliver
+from monitoring.policy import AlertCandidate, decide_alerts
+from monitoring.watches import WatchRule, match_articles
 from warehouse.connection import open_warehouse
+from warehouse.queries import list_stories, story_articles
 from warehouse.sql import transaction
 from warehouse.watches import (
-    ArticleMatch, DeliveryAttempt, WatchRecord, due_deliveries, list_watches, record_delivery_attempts,
+    ArticleMatch, DeliveryAttempt, NewAlert, WatchRecord, due_deliveries, list_watches, matched_stories,
+    record_delivery_attempts, record_matches, store_alerts,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,6 +84,74 @@ def match_batch(prepared: list, story_of: dict[str, str], rules: list[WatchRule]
     vectors = np.stack([item.vector for item in prepared]) if any(rule.vector is not None for rule in rules) else None
     hits = match_articles(rules, documents, vectors, settings.watch_like_threshold)
     return [ArticleMatch(hit.watch_id, hit.article_key, story_of[hit.article_key]) for hit in hits]
+
+
+def record_alerts(
+    connection: duckdb.DuckDBPyConnection,
+    matches: list[ArticleMatch],
+    story_ids: list[str],
+    now: datetime,
+    developing_factor: float,
+) -> list[str]:
+    """Record a batch's matches and decide and store its alerts, inside the transaction that loads the batch.
+
+    Call after the batch's articles are inserted. Reads the matched stories and the watches'
+    earlier alerts on them, decides with `monitoring.policy.decide_alerts`, and stores each alert
+    with its payload and a pending delivery per notification URL of its watch.
+
+    Args:
+        connection: The connection whose transaction loads the batch.
+        matches: The batch's articles that watches matched.
+        story_ids: Every story the batch's articles went to (created or grown).
+        now: The batch's time.
+        developing_factor: How many times bigger than at its last alert a story must be to alert again.
+
+    Returns:
+        The ids of the alerts decided now.
+    """
+    record_matches(connection, matches, now)
+    touched = sorted(set(story_ids))
+    matched = matched_stories(connection, touched) if touched else []
+    if not matched:
+        return []
+    stories = {story["story_id"]: story for story in list_stories(
+        connection, len(touched), story_ids=sorted({pair["story_id"] for pair in matched}), details=True)}
+    candidates = [
+        AlertCandidate(**pair, article_count=stories[pair["story_id"]]["article_count"],
+                       source_count=len(stories[pair["story_id"]]["sources"]))
+        for pair in matched if pair["story_id"] in stories
+    ]
+    decided = decide_alerts(candidates, now, developing_factor)
+    if not decided:
+        return []
+    watches = {watch.watch_id: watch for watch in list_watches(connection)}
+    members_of: dict[str, list[dict]] = {}
+    for member in story_articles(connection, sorted({alert.story_id for alert in decided}), details=True):
+        members_of.setdefault(member["story_id"], []).append(member)
+    new_alerts = []
+    for alert in decided:
+        story, watch = stories[alert.story_id], watches[alert.watch_id]
+        payload = alert_payload(alert.alert_id, alert.kind, now, watch, story, members_of.get(alert.story_id, []))
+        new_alerts.append(NewAlert(alert.alert_id, alert.watch_id, alert.story_id, alert.kind, story["article_count"],
+                                   len(story["sources"]), payload, watch.notify_urls))
+    return store_alerts(connection, new_alerts, now)
+
+
+@dataclass(frozen=True)
+class WatchEvaluation:
+    """The batch's articles that watches matched, and how much a story must grow to alert again.
+
+    `warehouse.load.load_batch` calls its `record_alerts` inside the load transaction, with the
+    matches of the articles that were new.
+    """
+
+    matches: list[ArticleMatch]
+    developing_factor: float
+
+    def record_alerts(self, connection: duckdb.DuckDBPyConnection, matches: list[ArticleMatch], story_ids: list[str],
+                      now: datetime) -> list[str]:
+        """`record_alerts` with this evaluation's developing factor."""
+        return record_alerts(connection, matches, story_ids, now, self.developing_factor)
 
 
 @dataclass(frozen=True)

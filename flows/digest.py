@@ -14,17 +14,16 @@ import duckdb
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from extract.digest import digest_message, render_digest
-from extract.notify import deliver, mask_url
 from flows.settings import Settings
+from monitoring.delivery import deliver
+from monitoring.digest import compose_digest, digest_message, render_digest
+from monitoring.notification_urls import mask_url
 from warehouse.connection import open_warehouse
 from warehouse.queries import list_stories, story_articles
 from warehouse.watches import find_watch, matched_story_ids
 
 logger = logging.getLogger(__name__)
 
-# Articles listed under each story of a digest.
-ARTICLES_PER_STORY = 5
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -92,35 +91,7 @@ def read_digest(
         details=True,
     )
     members = story_articles(connection, [story["story_id"] for story in stories], details=True)
-    listed = []
-    for story in stories:
-        articles = [m for m in members if m["story_id"] == story["story_id"] and since <= m["seen_at"] < until]
-        listed.append({
-            "story_id": story["story_id"],
-            "headline": story["headline"],
-            "article_count": story["article_count"],
-            "recent_count": story["recent_count"],
-            "duplicate_count": story["duplicate_count"],
-            "source_count": len(story["sources"]),
-            "sources": list(story["sources"]),
-            "first_seen_at": story["first_seen_at"],
-            "last_seen_at": story["last_seen_at"],
-            "articles": [
-                {"title": m["title"], "url": m["url"], "source": m["source_name"], "seen_at": m["seen_at"],
-                 "duplicate_of": m["duplicate_of"]}
-                for m in sorted((m for m in articles if not m["duplicate_of"]), key=lambda m: m["seen_at"], reverse=True)
-            ][:ARTICLES_PER_STORY],
-        })
-    # Growth within the period first, then size: list_stories already orders by recent articles.
-    listed.sort(key=lambda story: (-story["recent_count"], -story["article_count"]))
-    return {
-        "title": title or (f"newswatch digest: {watch}" if watch else "newswatch digest"),
-        "since": since,
-        "until": until,
-        "watch": watch,
-        "generated_at": datetime.now(UTC),
-        "stories": listed,
-    }
+    return compose_digest(stories, members, since, until, watch=watch, title=title)
 
 
 @flow(name="digest", log_prints=False)

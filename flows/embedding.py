@@ -7,6 +7,10 @@ stored; for an article no longer than its lead, the lead vector is also the whol
 stored as both. `stored_or_embed` is the one way texts get everyday vectors, in runs, in
 re-extraction and in the embedding-ahead thread: a text whose hash already has a vector of the
 key is never embedded again.
+
+The embedder of the settings and the keys its vectors are stored under are made in
+`reading.embedder`, without Prefect, so that searches and the dashboard embed their queries alike;
+`get_embedder` adds the service's warm model (`flows.model_host`).
 """
 
 import logging
@@ -22,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from extract.content import text_hash
-from extract.embed import Embedder, model_key
+from extract.embed import Embedder
 from flows.model_host import HOST_ADDRESS
 from flows.settings import Settings
+from reading.embedder import embedder_config, embedding_model_key, lead_chunks, local_embedder, make_embedder, whole_model_key
 from warehouse.connection import open_warehouse
 from warehouse.load import EmbeddingRow
 from warehouse.lookups import stored_embeddings
@@ -33,30 +38,6 @@ logger = logging.getLogger(__name__)
 
 # Embeds texts: returns their vectors, chunk counts and whether each covers its whole text, in order.
 EmbedFunction = Callable[[list[str]], tuple[list[np.ndarray], list[int], list[bool]]]
-
-
-@lru_cache(maxsize=4)
-def _embedder(
-    model: str, chunk_tokens: int, batch_size: int, threads: int, backend: str, max_chunks: int, device: str,
-    max_characters: int,
-) -> Embedder:
-    return Embedder(
-        model=model, chunk_tokens=chunk_tokens, batch_size=batch_size, threads=threads or None, backend=backend,
-        max_chunks=max_chunks, device=device, max_characters=max_characters,
-    )
-
-
-def embedder_config(settings: Settings) -> tuple:
-    """What an embedder is made of, from the settings (the arguments of `_embedder`)."""
-    return (
-        settings.model, settings.chunk_tokens, settings.embed_batch_size, settings.embed_threads, settings.embed_backend,
-        settings.embed_max_chunks, settings.embed_device, settings.embed_max_characters,
-    )
-
-
-def make_embedder(config: tuple) -> Embedder:
-    """The process-wide embedder of a configuration (`embedder_config`)."""
-    return _embedder(*config)
 
 
 @lru_cache(maxsize=4)
@@ -72,29 +53,11 @@ def get_embedder(settings: Settings) -> Embedder:
     In a flow run started by `newswatch serve`, the serving process's warm model embeds
     (`flows.model_host`), unless it cannot be reached.
     """
-    config = embedder_config(settings)
     if os.environ.get(HOST_ADDRESS):
-        hosted = _hosted_embedder(config)
+        hosted = _hosted_embedder(embedder_config(settings))
         if hosted is not None:
             return hosted
-    return _embedder(*config)
-
-
-def lead_chunks(settings: Settings) -> int:
-    """How many chunks make an everyday vector; 0 when every article is embedded whole (or to `embed_max_chunks`)."""
-    lead, cap = settings.embed_lead_chunks, settings.embed_max_chunks
-    return lead if lead and (not cap or lead < cap) else 0
-
-
-def embedding_model_key(settings: Settings) -> str:
-    """What the everyday vectors these settings make are stored under."""
-    chunks = lead_chunks(settings) or settings.embed_max_chunks
-    return model_key(settings.model, settings.chunk_tokens, chunks, settings.embed_backend)
-
-
-def whole_model_key(settings: Settings) -> str:
-    """What whole-article vectors are stored under (the everyday key when articles are embedded whole)."""
-    return model_key(settings.model, settings.chunk_tokens, settings.embed_max_chunks, settings.embed_backend)
+    return local_embedder(settings)
 
 
 def embed_texts(texts: list[str], settings: Settings) -> tuple[list[np.ndarray], list[int], list[bool]]:

@@ -13,6 +13,7 @@ from rich.progress import MofNCompleteColumn, Progress
 from extract.content import Article
 from extract.fixtures import SkippedFile, fixture_files, read_fixture_files
 from flows import alerts, embedding, pipeline, search
+from flows.alerts import WatchEvaluation
 from flows.feed_list import FeedFileError, import_feed_file
 from flows.batches import ArticleStream
 from flows.runs import RunSummary, finish_run, recorded_run
@@ -23,7 +24,7 @@ from flows.runners import chunk_runner, chunked
 from flows.settings import Settings
 from warehouse.connection import open_warehouse
 from warehouse.feeds import due_feeds
-from warehouse.load import LoadBatch, WatchEvaluation
+from warehouse.load import LoadBatch
 from warehouse.lookups import stored_urls
 
 

@@ -3,7 +3,7 @@
 import logging
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -16,9 +16,10 @@ from flows.embedding import embedding_model_key, stored_or_embed, whole_model_ke
 from flows.search import discard_search_index
 from flows.runs import RunSummary, recorded_run
 from flows.settings import Settings
+from reading.feeds import needing_attention
 from warehouse.connection import open_warehouse
 from warehouse.exports import export_articles
-from warehouse.feeds import attention_reasons, list_feeds
+from warehouse.feeds import list_feeds
 from warehouse.pages import Extraction, stored_pages, update_extractions
 from warehouse.vector_index import discard_indexes
 from warehouse.runs import last_completed_run
@@ -137,9 +138,8 @@ def maintenance(db: Path, settings: Settings | None = None) -> RunSummary:
         stale = reextract_stale_pages(db, settings)
         with open_warehouse(db, memory_limit=settings.duckdb_memory_limit) as connection:
             feeds = list_feeds(connection)
-        silent_after = timedelta(days=settings.silent_feed_days)
-        attention = [(feed, reasons) for feed in feeds if (reasons := attention_reasons(feed, now, silent_after))]
-        rows = "\n".join(f"| {feed.name or feed.url} | {'; '.join(reasons)} |" for feed, reasons in attention)
+        attention = needing_attention(feeds, now, settings.silent_feed_days)
+        rows = "\n".join(f"| {health.feed.name or health.feed.url} | {'; '.join(health.attention)} |" for health in attention)
         create_markdown_artifact(
             f"## Feed health\n\n{len(feeds)} feeds, {len(attention)} need attention.\n\n"
             + (f"| feed | why |\n|---|---|\n{rows}" if attention else ""),

@@ -1,39 +1,31 @@
-"""Search over the stored articles: keywords through the full-text index beside the warehouse, or meaning through the vector index.
+"""Keeping the full-text index beside the warehouse up to date, and searching with the pipeline's settings.
 
 The full-text index (`extract.search_index`, in `<db>.search/`) is derived data: each ingest run
 adds the articles it stored (`sync_search_index`), and an index that is missing, of another
-version, damaged or that disagrees with the `articles` table is rebuilt from DuckDB. Searching
-brings it up to date first when it can (another process may be writing it; then the index is
-searched as it stands). Keyword search and watches share one query language (`extract.query`).
+version, damaged or that disagrees with the `articles` table is rebuilt from DuckDB. A search
+from the command line brings it up to date first when it can (another process may be writing it;
+then the index is searched as it stands). The searching itself is `reading.search`, the one
+implementation the command line, the API and the dashboard share; here it gets the settings'
+warehouse connection and this process's embedder (`flows.embedding.get_embedder`).
 """
 
 import logging
-import threading
-from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from extract.query import Query, parse_query
-from extract.search_index import SearchDocument, SearchIndex, SearchIndexBusy, SearchIndexError, discard, read_state
-from flows.embedding import embedding_model_key, get_embedder, whole_model_key
+from extract.search_index import SearchDocument, SearchIndex, SearchIndexBusy, SearchIndexError, discard
+from flows.embedding import get_embedder
 from flows.settings import Settings
+from reading.search import SearchResult, VectorIndexSettings, keyword_search, nearest_articles, search_folder, semantic_search
+from reading.search import keyword_hits as index_hits
 from warehouse.connection import DEFAULT_LOCK_WAIT_SECONDS, open_warehouse
-from warehouse.queries import articles_by_id
 from warehouse.search_documents import article_count_and_latest, search_documents
-from warehouse.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
 SYNC_CHUNK = 5000
-# Articles a keyword query may select for a list of stories, a feed or an export (`newswatch export`, the API).
-MAX_SELECTED_ARTICLES = 100_000
-
-
-def search_folder(db: Path) -> Path:
-    """Where the full-text index of a warehouse lives."""
-    return Path(f"{db}.search")
 
 
 def discard_search_index(db: Path) -> None:
@@ -100,12 +92,17 @@ def _add_articles(index: SearchIndex, db: Path, settings: Settings, since: datet
     return added
 
 
-@dataclass(frozen=True)
-class SearchResult:
-    """One article found, with what is shown of it; `score` is BM25 (keywords) or the cosine (meaning)."""
+def _try_sync(db: Path, settings: Settings) -> None:
+    """Bring the full-text index up to date unless another process is writing it (then it is searched as it stands)."""
+    try:
+        sync_search_index(db, settings)
+    except SearchIndexBusy:
+        logger.info("the search index is being written by another process; searching it as it stands")
 
-    article: dict
-    score: float
+
+def _reads(db: Path, settings: Settings, lock_wait: float):
+    """How a search opens the warehouse: read-only, waiting `lock_wait` for a writer."""
+    return partial(open_warehouse, db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit)
 
 
 def keyword_hits(db: Path, settings: Settings, query: Query, *, since: datetime | None, limit: int,
@@ -116,60 +113,23 @@ def keyword_hits(db: Path, settings: Settings, query: Query, *, since: datetime 
     ingest runs left it, never written.
     """
     if sync:
-        try:
-            sync_search_index(db, settings)
-        except SearchIndexBusy:
-            logger.info("the search index is being written by another process; searching it as it stands")
-    if read_state(search_folder(db)) is None:
-        return []
-    with SearchIndex(search_folder(db)) as index:
-        hits = index.search(query, limit=limit, since=since, story_ids=story_ids)
-    return [(hit.article_id, hit.score) for hit in hits]
-
-
-# The vector index of each (database, model, settings), kept in memory between searches with the
-# time its state file was saved: loading it from disk for every search read every stored vector
-# each time (90 ms at 100,000 articles, about a second at 1M). It is brought up to date in memory
-# before each search, and loaded afresh once a run has saved it again.
-_vector_indexes: dict[tuple, tuple[int | None, VectorIndex]] = {}
-_vector_lock = threading.Lock()
-
-
-def _saved_at(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
+        _try_sync(db, settings)
+    return index_hits(db, query, since=since, limit=limit, story_ids=story_ids)
 
 
 def semantic_hits(db: Path, settings: Settings, text: str, *, limit: int,
                   lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS) -> list[tuple[str, float]]:
     """(article_id, cosine) of the stored articles closest in meaning to `text`, embedded with the pipeline's model."""
-    embedder = get_embedder(settings)
-    vector = embedder.embed([text])[0][0]
-    index = VectorIndex(
-        db, embedding_model_key(settings), len(vector),
-        exact_limit=settings.vector_index_exact_limit, search_depth=settings.vector_index_search_depth,
-        fallback_model=whole_model_key(settings),
-    )
-    key = (str(Path(db).resolve()), index.model, index.dimensions, index.exact_limit, index.search_depth, index.fallback_model)
-    with _vector_lock:  # one search at a time brings the kept index up to date and reads it
-        with open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection:
-            saved_at = _saved_at(index.state_path)
-            kept = _vector_indexes.pop(key, None)
-            if kept is not None and kept[0] == saved_at:
-                index = kept[1]
-            index.sync(connection)  # in memory only: the runs save it
-        _vector_indexes[key] = (saved_at, index)  # kept only once brought up to date
-        (found,) = index.search(np.asarray(vector, dtype=np.float32)[None, :], limit)  # the file is let go by now
-    return sorted(found.items(), key=lambda item: -item[1])
+    vector = get_embedder(settings).embed([text])[0][0]
+    hits, _ = nearest_articles(_reads(db, settings, lock_wait), db, VectorIndexSettings.of(settings), vector, limit=limit)
+    return hits
 
 
 def search(
     db: Path, settings: Settings, text: str, *, semantic: bool = False, since: datetime | None = None, limit: int = 20,
     sync: bool = True, lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> list[SearchResult]:
-    """The best articles for a keyword query (or, `semantic`, a description), best first.
+    """The best articles for a keyword query (or, `semantic`, a description), best first (`reading.search`).
 
     `sync=False` searches the full-text index as it stands, without writing it; `lock_wait` is how
     long each read waits while a writer holds the database.
@@ -177,22 +137,12 @@ def search(
     Raises:
         extract.query.QueryError: The keyword query cannot be parsed.
     """
+    connect = _reads(db, settings, lock_wait)
     if semantic:
-        # Over-fetch, then keep what was seen since `since`.
-        hits = semantic_hits(db, settings, text, limit=limit * 5 if since else limit, lock_wait=lock_wait)
-    else:
-        hits = keyword_hits(db, settings, parse_query(text), since=since, limit=limit, sync=sync)
-    with open_warehouse(db, read_only=True, lock_wait=lock_wait, memory_limit=settings.duckdb_memory_limit) as connection:
-        articles = articles_by_id(connection, [article_id for article_id, _ in hits])
-    results = [SearchResult(articles[article_id], score) for article_id, score in hits if article_id in articles]
-    if since is not None:
-        results = [result for result in results if result.article["seen_at"] >= since]
-    return results[:limit]
-
-
-def group_by_story(results: list[SearchResult]) -> list[list[SearchResult]]:
-    """Results grouped by story; stories in the order of their best result."""
-    groups: dict[str, list[SearchResult]] = {}
-    for result in results:
-        groups.setdefault(result.article["story_id"], []).append(result)
-    return list(groups.values())
+        vector = get_embedder(settings).embed([text])[0][0]
+        results, _ = semantic_search(connect, db, VectorIndexSettings.of(settings), vector, since=since, limit=limit)
+        return results
+    query = parse_query(text)
+    if sync:
+        _try_sync(db, settings)
+    return keyword_search(connect, db, query, since=since, limit=limit)

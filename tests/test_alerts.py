@@ -1,7 +1,8 @@
 """Watches and alerts: decided exactly once with the load, delivered after the run, retried, never leaking secrets.
 
-The first part drives `warehouse.watches` directly on warehouses built from `warehouse.load`
-rows (fast). The rest runs the ingest flows on the seed articles (a Prefect test server for the
+The first part drives `flows.alerts.record_alerts` (the rule of `monitoring.policy` between the
+reads and writes of `warehouse.watches`) directly on warehouses built from `warehouse.load` rows
+(fast; the rule alone is tested in tests/test_policy.py). The rest runs the ingest flows on the seed articles (a Prefect test server for the
 module) and delivers to real receivers on 127.0.0.1 (`tests/receivers.py`).
 """
 
@@ -19,16 +20,17 @@ from pathlib import Path
 
 import pytest
 
+from flows.alerts import WatchEvaluation, record_alerts
 from flows.settings import Settings
+from monitoring.policy import alert_id_for
 from tests.http_server import closed_port
 from tests.receivers import make_smtp_fixture, make_webhook_fixture
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
 from warehouse.connection import open_warehouse
-from warehouse.load import ArticleRow, LoadBatch, WatchEvaluation, load_batch
+from warehouse.load import ArticleRow, LoadBatch, load_batch
 from warehouse.sql import transaction
 from warehouse.watches import (
-    ArticleMatch, DeliveryAttempt, add_watch, alert_id_for, due_deliveries, record_alerts, record_delivery_attempts,
-    remove_watch, retry_delay,
+    ArticleMatch, DeliveryAttempt, add_watch, due_deliveries, record_delivery_attempts, remove_watch, retry_delay,
 )
 
 REPO = Path(__file__).parent.parent
@@ -41,7 +43,7 @@ DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------------------
-# warehouse.watches on rows loaded with warehouse.load (no Prefect, no model)
+# record_alerts on rows loaded with warehouse.load (no Prefect, no model)
 
 
 def article(article_id: str, story_id: str, at: datetime, *, site: str = "example.com", duplicate_of: str | None = None,
@@ -78,14 +80,6 @@ def rows_of(connection, sql: str, parameters=None) -> list[tuple]:
 def warehouse(tmp_path):
     with open_warehouse(tmp_path / "w.duckdb") as connection:
         yield connection
-
-
-def test_alert_ids_are_stable_keys_of_watch_story_kind_and_day():
-    key = alert_id_for(1, "s1", "new")
-    assert key == alert_id_for(1, "s1", "new") and len(key) == 16
-    others = {alert_id_for(2, "s1", "new"), alert_id_for(1, "s2", "new"), alert_id_for(1, "s1", "developing", "2026-03-02"),
-              alert_id_for(1, "s1", "developing", "2026-03-03")}
-    assert key not in others and len(others) == 4
 
 
 def test_a_watch_alerts_once_per_story_with_one_pending_delivery_per_url(warehouse):
@@ -629,7 +623,7 @@ def test_the_failed_delivery_logs_and_stored_error_never_show_the_url_secrets(tm
     watch_for(db, "secret", query="Musk", urls=urls)
     webhook.fail_next(5, status=500)
     settings = settings_for(notify_timeout=2)
-    with Recorder("flows", "extract", "warehouse", "apprise", "urllib3", "prefect") as records:
+    with Recorder("flows", "extract", "monitoring", "warehouse", "apprise", "urllib3", "prefect") as records:
         summary = ingest(folder, db, settings)
         assert (summary.alerts, summary.delivered, summary.delivery_failures) == (1, 0, 2)
         time.sleep(0.01)
@@ -640,7 +634,7 @@ def test_the_failed_delivery_logs_and_stored_error_never_show_the_url_secrets(tm
     assert all(errors) and "500" in errors[0]
     # The attempts were logged, Apprise's own debug lines included, with the URLs masked.
     assert "flows.alerts WARNING alert " in records.text and "not delivered" in records.text
-    assert "extract.notify INFO delivery to json://user:****@127.0.0.1" in records.text
+    assert "monitoring.delivery INFO delivery to json://user:****@127.0.0.1" in records.text
     assert any(line.startswith("apprise DEBUG") and "****" in line for line in records.lines)
     for secret in ("SeCrEt", "T0KEN", "K3yK3yK3y"):
         assert secret not in records.text

@@ -26,12 +26,14 @@ from streamlit.testing.v1 import AppTest
 from dashboards import snapshot
 from dashboards.difference import word_difference
 from dashboards.plain_text import WORD_JOINER, http_link, plain
-from extract.notify import mask_url
 from extract.search_index import read_state
 from flows.ingest import ingest_fixtures
 from flows.embedding import embedding_model_key, get_embedder
-from flows.search import search_folder, sync_search_index
+from flows.alerts import record_alerts
+from flows.search import sync_search_index
 from flows.settings import Settings
+from reading.search import search_folder
+from monitoring.notification_urls import mask_url
 from tests.receivers import make_webhook_fixture
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS
 from warehouse.connection import open_warehouse
@@ -41,7 +43,7 @@ from warehouse.queries import list_stories, story_articles
 from warehouse.runs import RunRecord, record_run
 from warehouse.vector_index import index_folder
 from warehouse.sql import execute, transaction
-from warehouse.watches import ArticleMatch, DeliveryAttempt, add_watch, record_alerts, record_delivery_attempts
+from warehouse.watches import ArticleMatch, DeliveryAttempt, add_watch, record_delivery_attempts
 
 ROOT = Path(__file__).parent.parent
 APP = str(ROOT / "dashboards" / "app.py")
@@ -1127,8 +1129,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from dashboards import reads
 from dashboards.snapshot import Source, read_snapshot
-
-from flows.search import search_folder
+from reading.search import VectorIndexSettings
 
 source, stop, model, dimension = Source(Path(sys.argv[1]), lock_wait=60), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
@@ -1139,8 +1140,8 @@ readers = [
     (reads.read_story, None),
     (reads.read_feeds, "day", since, 20),
     (reads.read_runs, 100),
-    (reads.read_keyword_search, search_folder(source.path), "gaza", None, 50),
-    (reads.read_semantic_search, source.path, model, vector, 50_000, 512, None, 50),
+    (reads.read_keyword_search, source.path, "gaza", None, 50),
+    (reads.read_semantic_search, source.path, VectorIndexSettings(model, None, 50_000, 512), vector, None, 50),
     (reads.read_watches, None, 50),
 ]
 done, errors, story_counts = 0, [], []
@@ -1189,3 +1190,41 @@ def test_dashboard_reads_in_a_loop_while_an_ingest_run_writes(tmp_path):
     # process, a run over the seeds can finish within the reader's first pass.)
     assert report["story_counts"][0] == 0 and report["story_counts"][-1] == 1
     assert len(report["story_counts"]) >= 2 and report["reads"] == 8 * len(report["story_counts"])
+
+
+# What the dashboard imports
+
+
+PAGES_ALONE = """
+import json, sys
+import flows.settings
+from streamlit.testing.v1 import AppTest
+
+reads = []
+load_settings = flows.settings.load_settings
+flows.settings.load_settings = lambda **overrides: reads.append(overrides) or load_settings(**overrides)
+sys.argv = ["dashboards/app.py", "--db", sys.argv[1]]
+app = AppTest.from_file("dashboards/app.py", default_timeout=60)
+app.run()
+settings_reads = {}
+for page, query in [("stories_page.py", {}), ("story_page.py", {}), ("feeds_page.py", {}), ("watches_page.py", {}),
+                    ("runs_page.py", {}), ("search_page.py", {"q": "gaza"}), ("search_page.py", {"mode": "Semantic", "q": "gaza"})]:
+    reads.clear()
+    app.query_params.clear()
+    app.query_params.update(query)
+    app.switch_page(page).run()
+    assert not app.exception, (page, app.exception)
+    settings_reads[page + str(query)] = len(reads)
+modules = [name for name in sys.modules if name.split(".")[0] in ("flows", "prefect")]
+print(json.dumps({"modules": sorted(modules), "settings_reads": settings_reads}))
+"""
+
+
+def test_the_dashboard_imports_no_orchestration_and_reads_the_settings_once_a_run(tmp_path):
+    """Its pages read through the warehouse, the library and `reading/`; of `flows/` only the settings, read once."""
+    result = subprocess.run([sys.executable, "-c", PAGES_ALONE, str(tmp_path / "missing.duckdb")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["modules"] == ["flows", "flows.settings"]
+    assert set(report["settings_reads"].values()) == {1}, report["settings_reads"]

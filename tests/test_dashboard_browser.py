@@ -31,6 +31,7 @@ import pytest
 import websockets
 from prefect.testing.utilities import prefect_test_harness
 
+from flows.alerts import record_alerts
 from flows.ingest import ingest_fixtures
 from flows.embedding import get_embedder
 from flows.search import sync_search_index
@@ -42,7 +43,7 @@ from warehouse.feeds import FeedOutcome, FetchFailure, add_feed, feed_id_for, re
 from warehouse.queries import list_stories
 from warehouse.runs import RunRecord, record_run
 from warehouse.sql import execute, transaction
-from warehouse.watches import ArticleMatch, add_watch, record_alerts
+from warehouse.watches import ArticleMatch, add_watch
 
 pytestmark = pytest.mark.slow  # drives the dashboard in a browser
 

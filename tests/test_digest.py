@@ -1,17 +1,20 @@
-"""extract.digest: a digest rendered as Markdown, HTML and JSON, and delivered like an alert."""
+"""monitoring.digest: a digest built from what was read, rendered as Markdown, HTML and JSON, delivered like an alert."""
 
 import html
 import json
 import re
-from datetime import UTC, datetime
-from html.parser import HTMLParser
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from markdown_it import MarkdownIt
 
-from extract.digest import digest_message, render_digest
-from extract.notify import WORD_JOINER, deliver
+from monitoring.alerts import alert_payload
+from monitoring.delivery import deliver
+from monitoring.digest import ARTICLES_PER_STORY, compose_digest, digest_message, digest_story, render_digest
+from monitoring.markup import WORD_JOINER
 from tests.receivers import make_webhook_fixture
+from tests.sample_messages import parse_html
 
 webhook = make_webhook_fixture()
 
@@ -19,7 +22,7 @@ HOSTILE = "Flood <script>alert(1)</script> [x](javascript:alert(1)) **bold** `co
 
 
 def make_digest() -> dict:
-    """A digest shaped as extract.digest documents it, with hostile feed values and datetimes."""
+    """A digest shaped as monitoring.digest documents it, with hostile feed values and datetimes."""
     return {
         "title": "Daily digest",
         "since": datetime(2025, 3, 1, tzinfo=UTC),
@@ -45,32 +48,6 @@ def make_digest() -> dict:
              ]},
         ],
     }
-
-
-class _Tags(HTMLParser):
-    """Start tags with attributes, and the text content (comments and declarations noted apart)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.comments: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def handle_comment(self, data):
-        self.comments.append(data)
-
-
-def parse_html(markup: str) -> _Tags:
-    parser = _Tags()
-    parser.feed(markup)
-    parser.close()
-    return parser
 
 
 def test_markdown_has_a_heading_the_period_and_one_numbered_section_per_story():
@@ -166,3 +143,62 @@ def test_digest_message_is_delivered_like_an_alert(webhook):
     assert body["kind"] == "digest"
     assert [story["story_id"] for story in body["stories"]] == ["s9", "s10"]
     assert body["generated_at"] == "2025-03-02T00:05:00+00:00"
+
+
+# --- building a digest from what was read -----------------------------------------------------
+
+SINCE = datetime(2025, 3, 1, tzinfo=UTC)
+UNTIL = SINCE + timedelta(days=1)
+
+
+def read_story(story_id: str, article_count: int, recent_count: int, sources=("Wire",)) -> dict:
+    """A story as `list_stories(..., details=True)` reads it."""
+    return {"story_id": story_id, "headline": f"Headline {story_id}", "article_count": article_count,
+            "recent_count": recent_count, "duplicate_count": 1, "sources": list(sources), "original_count": 1,
+            "first_seen_at": SINCE - timedelta(hours=5), "last_seen_at": SINCE + timedelta(hours=3)}
+
+
+def member(story_id: str, number: int, hours: float, duplicate_of: str | None = None) -> dict:
+    """An article as `story_articles(..., details=True)` reads it."""
+    return {"article_id": f"{story_id}-{number}", "story_id": story_id, "title": f"Title {story_id} {number}",
+            "url": f"https://example.com/{story_id}/{number}", "source_name": "Wire", "seen_at": SINCE + timedelta(hours=hours),
+            "published_at": SINCE + timedelta(hours=hours), "duplicate_of": duplicate_of,
+            "duplicate_kind": "copy" if duplicate_of else None}
+
+
+def test_compose_digest_ranks_by_growth_then_size_and_lists_the_latest_originals_of_the_period():
+    stories = [read_story("big", 40, 2), read_story("fast", 5, 4), read_story("tie", 9, 2)]
+    members = [member("fast", number, hours) for number, hours in enumerate((-2, 1, 2, 3, 4, 5, 6, 30))]
+    members.append(member("fast", 99, 7, duplicate_of="fast-1"))  # a copy: never listed
+    digest = compose_digest(stories, members, SINCE, UNTIL, watch="Storms")
+
+    assert [story["story_id"] for story in digest["stories"]] == ["fast", "big", "tie"]
+    assert (digest["title"], digest["since"], digest["until"], digest["watch"]) == (
+        "newswatch digest: Storms", SINCE, UNTIL, "Storms")
+    fast = digest["stories"][0]
+    # Newest first, inside [since, until), originals only, at most ARTICLES_PER_STORY.
+    assert [article["title"] for article in fast["articles"]] == [f"Title fast {n}" for n in (6, 5, 4, 3, 2)]
+    assert len(fast["articles"]) == ARTICLES_PER_STORY
+    assert fast["articles"][0] == {"title": "Title fast 6", "url": "https://example.com/fast/6", "source": "Wire",
+                                   "seen_at": SINCE + timedelta(hours=6), "duplicate_of": None}
+    assert digest["stories"][1]["articles"] == []
+    assert compose_digest([], [], SINCE, UNTIL, title="Mine")["title"] == "Mine"
+    assert compose_digest([], [], SINCE, UNTIL)["title"] == "newswatch digest"
+
+
+def test_alerts_and_digests_summarise_a_story_alike():
+    story = read_story("s1", 7, 3, sources=("Daily Planet", "Wire"))
+    watch = SimpleNamespace(watch_id=4, name="Storms", query="storm", like_text=None)
+    alerted = alert_payload("al-1", "new", UNTIL, watch, story, [member("s1", 1, 2)])["story"]
+    listed = digest_story(story, [member("s1", 1, 2)], SINCE, UNTIL)
+
+    assert list(alerted) == ["story_id", "headline", "article_count", "duplicate_count", "source_count", "sources",
+                             "first_seen_at", "last_seen_at"]
+    assert list(listed) == ["story_id", "headline", "article_count", "recent_count", "duplicate_count", "source_count",
+                            "sources", "first_seen_at", "last_seen_at", "articles"]
+    for key in ("story_id", "headline", "article_count", "duplicate_count", "source_count", "sources"):
+        assert alerted[key] == listed[key], key
+    assert (alerted["source_count"], listed["recent_count"]) == (2, 3)
+    # The alert's payload is JSON (ISO times); the digest keeps datetimes until it is rendered.
+    assert alerted["first_seen_at"] == listed["first_seen_at"].isoformat() == "2025-02-28T19:00:00+00:00"
+

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from extract.notify import mask_url
 from flows.settings import Settings
+from monitoring.notification_urls import mask_url
 from tests.http_server import closed_port
 from tests.receivers import make_smtp_fixture, make_webhook_fixture
 from tests.seed_site import ORIGINAL, OTHER, REWRITE, SEEDS

@@ -10,19 +10,21 @@ Keys, in one place:
 
 Feed validators (ETag, Last-Modified) are saved in the same transaction as the articles they
 led to, so a run killed before loading fetches those feeds in full again and loses nothing; the
-alerts the articles set off are decided in it too (`warehouse.watches.record_alerts`).
+alerts the articles set off are decided and stored in it too (`LoadBatch.watches`, which the flow
+provides: `flows.alerts.WatchEvaluation`).
 """
 
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
 
 from warehouse.feeds import FeedOutcome, FetchFailure, record_feed_outcomes, record_fetch_failures
 from warehouse.sql import execute, transaction
-from warehouse.watches import ArticleMatch, record_alerts
+from warehouse.watches import ArticleMatch
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +78,18 @@ class PageRow:
     fetched_at: datetime
 
 
-@dataclass(frozen=True)
-class WatchEvaluation:
-    """The batch's articles that watches matched, and how much a story must grow to alert again."""
+class AlertRecorder(Protocol):
+    """A batch's watch matches, and what records them and decides and stores their alerts.
+
+    The warehouse only runs it inside the load's transaction; the flow provides it
+    (`flows.alerts.WatchEvaluation`), since deciding is not the warehouse's.
+    """
 
     matches: list[ArticleMatch]
-    developing_factor: float
+
+    def record_alerts(self, connection: duckdb.DuckDBPyConnection, matches: list[ArticleMatch], story_ids: list[str],
+                      now: datetime) -> list[str]:
+        """Record these matches and the alerts they set off in the load's transaction; the ids of the alerts stored."""
 
 
 @dataclass
@@ -94,7 +102,7 @@ class LoadBatch:
     pages: list[PageRow] = field(default_factory=list)
     feed_outcomes: list[FeedOutcome] = field(default_factory=list)
     fetch_failures: list[FetchFailure] = field(default_factory=list)
-    watches: WatchEvaluation | None = None
+    watches: AlertRecorder | None = None
 
 
 @dataclass(frozen=True)
@@ -191,9 +199,9 @@ def load_batch(connection: duckdb.DuckDBPyConnection, batch: LoadBatch) -> LoadR
         alerts = []
         if batch.watches is not None and articles:
             new_ids = {row.article_id for row in articles}
-            alerts = record_alerts(
+            alerts = batch.watches.record_alerts(
                 connection, [match for match in batch.watches.matches if match.article_id in new_ids],
-                [row.story_id for row in articles], articles[0].ingested_at, batch.watches.developing_factor,
+                [row.story_id for row in articles], articles[0].ingested_at,
             )
     duplicates = sum(1 for row in articles if row.duplicate_of)
     logger.info("loaded %d articles (%d duplicates), %d embeddings, %d alerts", len(articles), duplicates, embeddings, len(alerts))

@@ -5,17 +5,17 @@ Keys, in one place:
 - ``watches``: ``watch_id`` (from a sequence; a removed watch's id is never reused), ``name`` unique.
 - ``watch_matches``: ``(watch_id, story_id)``: a story matched once stays matched.
 - ``alerts``: ``alert_id``, a hash of (watch, story, kind, and for a developing story the UTC
-  day): the same alert can never be stored twice, so a rerun, a restart or a run killed at any
-  point does not alert the same thing again. Alerts are decided in the transaction that loads the
-  batch that made them (`record_alerts`), so none is lost either.
+  day; `monitoring.policy.alert_id_for`): the same alert can never be stored twice, so a rerun, a
+  restart or a run killed at any point does not alert the same thing again. Alerts are decided
+  (`monitoring.policy`) and stored (`store_alerts`) in the transaction that loads the batch that
+  made them (`flows.alerts.record_alerts`), so none is lost either.
 - ``alert_deliveries``: ``(alert_id, url)``, one row per notification URL, `pending` until
   delivered, retried with backoff, then `failed`.
 
 The notification URLs are stored as given (they are needed to deliver); whatever shows them
-masks them first (`extract.notify.mask_url`).
+masks them first (`monitoring.notification_urls.mask_url`).
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,11 +24,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from warehouse.queries import list_stories, story_articles
 from warehouse.sql import execute
-
-# A story's payload lists at most this many of its original articles (the latest ones).
-PAYLOAD_ARTICLES = 50
 
 
 @dataclass(frozen=True)
@@ -171,115 +167,102 @@ class ArticleMatch:
     story_id: str
 
 
-def alert_id_for(watch_id: int, story_id: str, kind: str, day: str = "") -> str:
-    """Stable key of an alert: receivers can dedupe on it too."""
-    return hashlib.sha256(f"{watch_id}\0{story_id}\0{kind}\0{day}".encode("utf-8")).hexdigest()[:16]
+def record_matches(connection: duckdb.DuckDBPyConnection, matches: list[ArticleMatch], now: datetime) -> None:
+    """Store a batch's matches (inside the transaction that loads the batch), one statement for all.
 
-
-def record_alerts(
-    connection: duckdb.DuckDBPyConnection,
-    matches: list[ArticleMatch],
-    story_ids: list[str],
-    now: datetime,
-    developing_factor: float,
-) -> list[str]:
-    """Record a batch's matches and decide its alerts, inside the transaction that loads the batch.
-
-    Call after the batch's articles are inserted. A watch alerts once per story, when the story
-    has matched (through any article, in this batch or an earlier one) and has at least the
-    watch's `min_articles` articles from `min_sources` sources; later, when the story has grown to
-    `developing_factor` times its size at the last alert, once more as "developing", at most once
-    a day. Each alert gets a pending delivery per notification URL of its watch.
-
-    Args:
-        connection: The connection whose transaction loads the batch.
-        matches: The batch's articles that watches matched.
-        story_ids: Every story the batch's articles went to (created or grown).
-        now: The batch's time.
-        developing_factor: How many times bigger than at its last alert a story must be to alert again.
-
-    Returns:
-        The ids of the alerts decided now.
+    A story matched once stays matched; each match adds to its `matched_articles`. A watch removed
+    since the batch was matched (by `remove-watch`, meanwhile) keeps no matches.
     """
     counts: dict[tuple[int, str], int] = {}
     for match in matches:
         counts[(match.watch_id, match.story_id)] = counts.get((match.watch_id, match.story_id), 0) + 1
     if counts:
-        # A watch removed since the batch was matched (by `remove-watch`, meanwhile) keeps no matches.
         existing = {watch_id for (watch_id,) in execute(
             connection, "SELECT watch_id FROM watches WHERE watch_id IN (SELECT unnest(?::INTEGER[]))",
             [sorted({watch_id for watch_id, _ in counts})],
         )}
         counts = {key: count for key, count in counts.items() if key[0] in existing}
-    if counts:
-        connection.register("batch_matches", pa.Table.from_pylist(
-            [{"watch_id": watch_id, "story_id": story_id, "matched_articles": count}
-             for (watch_id, story_id), count in counts.items()],
-            schema=pa.schema([("watch_id", pa.int32()), ("story_id", pa.string()), ("matched_articles", pa.int32())]),
-        ))
-        execute(
-            connection,
-            """
-            INSERT INTO watch_matches (watch_id, story_id, first_matched_at, last_matched_at, matched_articles)
-            SELECT watch_id, story_id, ?, ?, matched_articles FROM batch_matches
-            ON CONFLICT (watch_id, story_id) DO UPDATE SET
-                last_matched_at = excluded.last_matched_at,
-                matched_articles = watch_matches.matched_articles + excluded.matched_articles
-            """,
-            [now, now],
-        )
-        connection.unregister("batch_matches")
-    touched = sorted(set(story_ids))
-    if not touched:
-        return []
-    pairs = execute(
+    if not counts:
+        return
+    connection.register("batch_matches", pa.Table.from_pylist(
+        [{"watch_id": watch_id, "story_id": story_id, "matched_articles": count}
+         for (watch_id, story_id), count in counts.items()],
+        schema=pa.schema([("watch_id", pa.int32()), ("story_id", pa.string()), ("matched_articles", pa.int32())]),
+    ))
+    execute(
         connection,
         """
-        SELECT w.watch_id, m.story_id, w.min_articles, w.min_sources, w.notify_urls,
-               last.kind, last.article_count, last.created_at,
-               EXISTS (SELECT 1 FROM alerts d WHERE d.watch_id = w.watch_id AND d.story_id = m.story_id
-                       AND d.kind = 'developing' AND d.created_at::DATE = ?::TIMESTAMPTZ::DATE) AS developed_today
+        INSERT INTO watch_matches (watch_id, story_id, first_matched_at, last_matched_at, matched_articles)
+        SELECT watch_id, story_id, ?, ?, matched_articles FROM batch_matches
+        ON CONFLICT (watch_id, story_id) DO UPDATE SET
+            last_matched_at = excluded.last_matched_at,
+            matched_articles = watch_matches.matched_articles + excluded.matched_articles
+        """,
+        [now, now],
+    )
+    connection.unregister("batch_matches")
+
+
+MATCHED_STORY_COLUMNS = ("watch_id", "story_id", "min_articles", "min_sources", "last_kind", "last_article_count",
+                         "developing_days")
+
+
+def matched_stories(connection: duckdb.DuckDBPyConnection, story_ids: list[str]) -> list[dict]:
+    """Every (watch, story) match among these stories, with the watch's thresholds and its alerts on the story so far.
+
+    Returns:
+        Dicts with the keys of `MATCHED_STORY_COLUMNS`, by watch then story: `last_kind` and
+        `last_article_count` are those of the watch's latest alert on the story (None when it never
+        alerted on it), `developing_days` the UTC days of its "developing" alerts on it (a frozenset).
+    """
+    rows = execute(
+        connection,
+        """
+        SELECT w.watch_id, m.story_id, w.min_articles, w.min_sources, last.kind, last.article_count, last.developing_days
         FROM watch_matches m JOIN watches w USING (watch_id)
         LEFT JOIN (
             SELECT watch_id, story_id, arg_max(kind, created_at) AS kind, arg_max(article_count, created_at) AS article_count,
-                   max(created_at) AS created_at
+                   list(DISTINCT timezone('UTC', created_at)::DATE) FILTER (WHERE kind = 'developing') AS developing_days
             FROM alerts GROUP BY watch_id, story_id
         ) last ON last.watch_id = m.watch_id AND last.story_id = m.story_id
         WHERE m.story_id IN (SELECT unnest(?::VARCHAR[]))
         ORDER BY w.watch_id, m.story_id
         """,
-        [now, touched],
+        [story_ids],
     )
-    if not pairs:
+    return [{**dict(zip(MATCHED_STORY_COLUMNS, row[:-1])), "developing_days": frozenset(row[-1] or ())} for row in rows]
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """An alert decided for a batch, ready to store: its row, its payload and the URLs to deliver it to."""
+
+    alert_id: str
+    watch_id: int
+    story_id: str
+    kind: str
+    article_count: int
+    source_count: int
+    payload: dict
+    notify_urls: list[str]
+
+
+def store_alerts(connection: duckdb.DuckDBPyConnection, alerts: list[NewAlert], now: datetime) -> list[str]:
+    """Store decided alerts with one pending delivery per distinct URL (inside the batch's transaction).
+
+    One statement per table, not per alert: a batch can set off thousands of alerts. An alert
+    stored before (the same key) is skipped with its deliveries.
+
+    Returns:
+        The ids of the alerts stored now, in the order given.
+    """
+    if not alerts:
         return []
-    stories = {story["story_id"]: story for story in list_stories(
-        connection, len(touched), story_ids=sorted({pair[1] for pair in pairs}), details=True)}
-    decided = []
-    for watch_id, story_id, min_articles, min_sources, urls, last_kind, last_count, _, developed_today in pairs:
-        story = stories.get(story_id)
-        if story is None:
-            continue
-        size, sources = story["article_count"], len(story["sources"])
-        if last_kind is None:
-            if size >= min_articles and sources >= min_sources:
-                decided.append((watch_id, story_id, "new", alert_id_for(watch_id, story_id, "new"), list(urls or [])))
-        elif size >= developing_factor * last_count and not developed_today:
-            day = f"{now:%Y-%m-%d}"
-            decided.append((watch_id, story_id, "developing", alert_id_for(watch_id, story_id, "developing", day), list(urls or [])))
-    if not decided:
-        return []
-    watches = {watch.watch_id: watch for watch in list_watches(connection)}
-    members_of: dict[str, list[dict]] = {}
-    for member in story_articles(connection, sorted({story_id for _, story_id, *_ in decided}), details=True):
-        members_of.setdefault(member["story_id"], []).append(member)
-    # One statement per table, not per alert: a batch can set off thousands of alerts.
     connection.register("new_alerts", pa.Table.from_pylist(
         [
-            {"alert_id": alert_id, "watch_id": watch_id, "story_id": story_id, "kind": kind,
-             "article_count": stories[story_id]["article_count"], "source_count": len(stories[story_id]["sources"]),
-             "payload": json.dumps(alert_payload(alert_id, kind, now, watches[watch_id], stories[story_id],
-                                                 members_of.get(story_id, [])))}
-            for watch_id, story_id, kind, alert_id, _ in decided
+            {"alert_id": alert.alert_id, "watch_id": alert.watch_id, "story_id": alert.story_id, "kind": alert.kind,
+             "article_count": alert.article_count, "source_count": alert.source_count, "payload": json.dumps(alert.payload)}
+            for alert in alerts
         ],
         schema=pa.schema([("alert_id", pa.string()), ("watch_id", pa.int32()), ("story_id", pa.string()), ("kind", pa.string()),
                           ("article_count", pa.int32()), ("source_count", pa.int32()), ("payload", pa.string())]),
@@ -294,8 +277,8 @@ def record_alerts(
         [now],
     )}
     connection.unregister("new_alerts")
-    deliveries = [{"alert_id": alert_id, "url": url} for _, _, _, alert_id, urls in decided if alert_id in inserted
-                  for url in dict.fromkeys(urls)]
+    deliveries = [{"alert_id": alert.alert_id, "url": url} for alert in alerts if alert.alert_id in inserted
+                  for url in dict.fromkeys(alert.notify_urls)]
     if deliveries:
         connection.register("new_deliveries", pa.Table.from_pylist(
             deliveries, schema=pa.schema([("alert_id", pa.string()), ("url", pa.string())])))
@@ -306,56 +289,7 @@ def record_alerts(
             [now],
         )
         connection.unregister("new_deliveries")
-    return [alert_id for *_, alert_id, _ in decided if alert_id in inserted]
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def alert_payload(alert_id: str, kind: str, now: datetime, watch: WatchRecord, story: dict, members: list[dict]) -> dict:
-    """The JSON payload of an alert (its shape is documented in `extract.notify`): the story with its duplicates folded."""
-    originals = [m for m in members if not m["duplicate_of"]]
-    copies: dict[str, list[dict]] = {}
-    for member in members:
-        if member["duplicate_of"]:
-            copies.setdefault(member["duplicate_of"], []).append(member)
-    shown = originals[-PAYLOAD_ARTICLES:]
-    watch_part = {"id": watch.watch_id, "name": watch.name}
-    watch_part.update({"query": watch.query} if watch.query is not None else {"like": watch.like_text})
-    return {
-        "alert_id": alert_id,
-        "kind": kind,
-        "created_at": now.isoformat(),
-        "watch": watch_part,
-        "story": {
-            "story_id": story["story_id"],
-            "headline": story["headline"],
-            "article_count": story["article_count"],
-            "duplicate_count": story["duplicate_count"],
-            "source_count": len(story["sources"]),
-            "sources": list(story["sources"]),
-            "first_seen_at": _iso(story["first_seen_at"]),
-            "last_seen_at": _iso(story["last_seen_at"]),
-        },
-        "articles": [
-            {
-                "article_id": article["article_id"],
-                "title": article["title"],
-                "url": article["url"],
-                "source": article["source_name"],
-                "published_at": _iso(article["published_at"]),
-                "duplicate_of": None,
-                "duplicate_kind": None,
-                "duplicates": [
-                    {"title": copy["title"], "url": copy["url"], "source": copy["source_name"], "kind": copy["duplicate_kind"]}
-                    for copy in copies.get(article["article_id"], [])
-                ],
-            }
-            for article in shown
-        ],
-        "articles_not_listed": len(originals) - len(shown),
-    }
+    return [alert.alert_id for alert in alerts if alert.alert_id in inserted]
 
 
 @dataclass(frozen=True)

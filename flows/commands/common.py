@@ -122,11 +122,12 @@ def checked_query(text: str):
 
 def checked_notify_urls(urls: list[str], settings) -> list[str]:
     """The notification URLs, each known to Apprise and allowed by the SSRF guard; else one line and exit 2."""
-    from extract.notify import NotifyError, check_url, guard_url
+    from monitoring.guard import guard_url
+    from monitoring.notification_urls import NotifyError, check_url
 
     # Apprise logs its own parse errors ("Unparseable URL ..."); once Prefect is imported (as by
     # `digest`) they would reach its console handler beside our one line. They still reach
-    # extract.notify's masking filter on the logger, which words the error.
+    # monitoring.masking's filter on the logger, which words the error.
     apprise_logger = logging.getLogger("apprise")
     propagate, apprise_logger.propagate = apprise_logger.propagate, False
     checked = []

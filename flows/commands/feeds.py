@@ -10,7 +10,8 @@ from rich.table import Table
 from flows.commands.common import DbOption, command_settings, console, fail, reported_errors, short_date
 from flows.commands.database import check_database, open_database
 from flows.feed_list import import_feed_file
-from warehouse.feeds import attention_reasons, list_feeds
+from reading.feeds import feed_health
+from warehouse.feeds import list_feeds
 
 
 def _feed_url(url: str) -> str:
@@ -108,7 +109,7 @@ def feeds_command(db: DbOption = None) -> None:
 
     Example: newswatch feeds --db newswatch.duckdb
     """
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     settings = command_settings(db=db)
     with open_database(settings, read_only=True) as connection:
@@ -117,15 +118,12 @@ def feeds_command(db: DbOption = None) -> None:
         console.print("No feeds yet: add one with `newswatch add-feed URL`.")
         return
     now = datetime.now(UTC)
-    silent_after = timedelta(days=settings.silent_feed_days)
     table = Table(title=f"{len(feeds)} feeds in {settings.db}", expand=True)
     for column in ("Feed", "Status", "Last success", "Failures", "Next poll", "Last new item", "Attention"):
         table.add_column(column, overflow="fold")
-    for feed in feeds:
-        attention = [
-            f"[{'red' if reason.startswith('failing') else 'yellow'}]{escape(reason)}[/]"
-            for reason in attention_reasons(feed, now, silent_after)
-        ]
+    for health in feed_health(feeds, now, settings.silent_feed_days):
+        feed = health.feed
+        attention = [f"[{'red' if reason.startswith('failing') else 'yellow'}]{escape(reason)}[/]" for reason in health.attention]
         table.add_row(
             escape(feed.name or feed.url) + (f"\n[dim]{escape(feed.url)}[/dim]" if feed.name else ""),
             "—" if feed.last_status is None else str(feed.last_status),

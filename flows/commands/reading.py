@@ -50,6 +50,7 @@ def search_command(
     Example: newswatch search '"Elon Musk" AND (Gaza OR Hamas)' --since 7d
     """
     from flows import search
+    from reading.search import group_by_story
 
     settings = command_settings(db=db)
     start = period_start(since)
@@ -65,7 +66,7 @@ def search_command(
     if not results:
         console.print("No article matches." if not semantic else "No stored article has a vector of this model yet.")
         return
-    groups = search.group_by_story(results)
+    groups = group_by_story(results)
     console.print(f"{len(results)} articles in {len(groups)} stories")
     score = "similarity" if semantic else "score"
     for group in groups:
@@ -98,8 +99,9 @@ def digest_command(
     """
     from datetime import UTC, datetime
 
-    from extract.digest import FORMATS, digest_message, render_digest
-    from extract.notify import deliver, mask_url
+    from monitoring.delivery import deliver
+    from monitoring.digest import FORMATS, digest_message, render_digest
+    from monitoring.notification_urls import mask_url
     from flows.digest import UnknownWatch, build_digest
 
     settings = command_settings(db=db)
@@ -166,13 +168,14 @@ def export_command(
     article_ids = None
     if query is not None:
         from flows import search
+        from reading.search import MAX_SELECTED_ARTICLES
 
         parsed = checked_query(query)
         with open_database(settings, read_only=True):
             pass  # a missing or unusable database is one line
         with reported_errors(), search_index_errors():
             article_ids = [article_id for article_id, _ in
-                           search.keyword_hits(settings.db, settings, parsed, since=start, limit=search.MAX_SELECTED_ARTICLES)]
+                           search.keyword_hits(settings.db, settings, parsed, since=start, limit=MAX_SELECTED_ARTICLES)]
     with open_database(settings, read_only=True) as connection:
         table = article_export_table(connection, since=start, article_ids=article_ids)
     if output is None:

@@ -21,7 +21,8 @@ from flows.commands.common import (
 from flows.commands.database import open_database
 from flows.service import prefect_home
 from flows.settings import check_cron_expressions
-from warehouse.feeds import attention_reasons, list_feeds
+from reading.feeds import needing_attention
+from warehouse.feeds import list_feeds
 
 IntervalOption = Annotated[
     float | None,
@@ -126,7 +127,7 @@ def status(
 
     Example: newswatch status --db newswatch.duckdb
     """
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     from flows.service import api_is_healthy, read_state
     from warehouse.runs import recent_runs
@@ -149,7 +150,7 @@ def status(
             return
         console.print(f"ok: Prefect API {api_url} is healthy")
         return
-    from extract.notify import mask_url
+    from monitoring.notification_urls import mask_url
     from warehouse.watches import delivery_health
 
     with open_database(settings, read_only=True) as connection:
@@ -182,12 +183,11 @@ def status(
             escape(record.message or ""),
         )
     console.print(table if runs else "No runs yet.")
-    silent_after = timedelta(days=settings.silent_feed_days)
-    attention = [(feed, reasons) for feed in feeds if (reasons := attention_reasons(feed, now, silent_after))]
+    attention = needing_attention(feeds, now, settings.silent_feed_days)
     if attention:
         console.print(f"{len(attention)} of {len(feeds)} feeds need attention:")
-        for feed, reasons in attention:
-            console.print(f"  {escape(feed.name or feed.url)}: {escape('; '.join(reasons))}")
+        for health in attention:
+            console.print(f"  {escape(health.feed.name or health.feed.url)}: {escape('; '.join(health.attention))}")
     else:
         console.print(f"All {len(feeds)} feeds are healthy.")
     if any(deliveries[status] for status in ("delivered", "pending", "failed")):

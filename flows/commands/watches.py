@@ -46,7 +46,7 @@ def add_watch_command(
     """
     from datetime import UTC, datetime
 
-    from extract.notify import mask_url
+    from monitoring.notification_urls import mask_url
     from warehouse.sql import transaction
     from warehouse.watches import add_watch
 
@@ -113,7 +113,7 @@ def watches_command(db: DbOption = None) -> None:
 
     Example: newswatch watches --db newswatch.duckdb
     """
-    from extract.notify import mask_url
+    from monitoring.notification_urls import mask_url
     from warehouse.watches import watch_overviews
 
     settings = command_settings(db=db)
@@ -152,6 +152,7 @@ def test_watch_command(
     Example: newswatch test-watch musk-gaza
     """
     from flows import search
+    from monitoring.policy import meets_thresholds
     from warehouse.queries import list_stories
     from warehouse.watches import find_watch
 
@@ -185,7 +186,7 @@ def test_watch_command(
     for column in ("Story", "Articles", "Sources", "Matching articles", "Last seen", "Would alert"):
         table.add_column(column, overflow="fold")
     for story in stories[:limit]:
-        alerts = story["article_count"] >= found.min_articles and len(story["sources"]) >= found.min_sources
+        alerts = meets_thresholds(story["article_count"], len(story["sources"]), found.min_articles, found.min_sources)
         table.add_row(
             escape(story["headline"] or "(untitled)"), str(story["article_count"]), str(len(story["sources"])),
             str(matched[story["story_id"]]), short_date(story["last_seen_at"]), "[green]yes[/]" if alerts else "no (too small)",

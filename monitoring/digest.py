@@ -1,7 +1,10 @@
-"""Render a digest of stories (the biggest or fastest-growing ones of a period) as Markdown, HTML or JSON.
+"""A digest: the biggest or fastest-growing stories of a period, built from what was read and rendered.
 
-The digest is built by the warehouse; this module only renders it. Its shape (times are datetimes
-or ISO 8601 strings; naive ones are taken as UTC)::
+It renders as Markdown, HTML or JSON, and as a message for every kind of service.
+
+`compose_digest` builds it from the stories and articles the warehouse read (`flows.digest` reads
+them); `render_digest` and `digest_message` render it. Its shape (times are datetimes or ISO 8601
+strings; naive ones are taken as UTC)::
 
     {
       "title": "Daily digest",                   # str
@@ -27,30 +30,73 @@ or ISO 8601 strings; naive ones are taken as UTC)::
       ]
     }
 
-As in `extract.notify`, every value is shown as text in every format: Markdown escapes it, HTML
+As in alerts (`monitoring.markup`), every value is shown as text in every format: Markdown escapes it, HTML
 goes through `html.escape`, and only http(s) URLs become links. The HTML form is a standalone
 document for mail clients: inline styles, no scripts, no external resources.
 """
 
 import html
 import json
+from datetime import UTC, datetime
 
-from extract.notify import (
-    LINK_STYLE,
-    MUTED_STYLE,
-    AlertMessage,
-    count,
-    escape_markdown,
-    format_time,
-    html_document,
-    html_link,
-    markdown_link,
-    plain_text,
-    sources_line,
-    to_json_value,
+from monitoring.markup import (
+    LINK_STYLE, MUTED_STYLE, count, escape_markdown, format_time, html_document, html_link, markdown_link, plain_text,
+    sources_line, to_json_value,
 )
+from monitoring.alerts import AlertMessage
+from monitoring.summary import story_summary
 
 FORMATS = ("markdown", "html", "json")
+# Articles listed under each story of a digest.
+ARTICLES_PER_STORY = 5
+
+
+def digest_story(story: dict, members: list[dict], since: datetime, until: datetime) -> dict:
+    """A story as a digest lists it: its summary with `recent_count`, and its latest originals seen in [since, until).
+
+    Args:
+        story: A story of `warehouse.queries.list_stories(..., details=True, growing_since=since)`.
+        members: Articles of `warehouse.queries.story_articles(..., details=True)` (any story's; its own are used).
+    """
+    articles = [m for m in members if m["story_id"] == story["story_id"] and since <= m["seen_at"] < until]
+    return {
+        **story_summary(story, recent_count=True),
+        "articles": [
+            {"title": m["title"], "url": m["url"], "source": m["source_name"], "seen_at": m["seen_at"],
+             "duplicate_of": m["duplicate_of"]}
+            for m in sorted((m for m in articles if not m["duplicate_of"]), key=lambda m: m["seen_at"], reverse=True)
+        ][:ARTICLES_PER_STORY],
+    }
+
+
+def compose_digest(
+    stories: list[dict], members: list[dict], since: datetime, until: datetime, *, watch: str | None = None,
+    title: str | None = None,
+) -> dict:
+    """The digest of [since, until) (shaped as the module docstring describes), generated now.
+
+    Args:
+        stories: The period's stories as read (`digest_story` says how).
+        members: Their articles as read.
+        since: The period's start (included).
+        until: Its end (excluded).
+        watch: The watch's name when the digest is one watch's.
+        title: The title (else `newswatch digest`, or `newswatch digest: <watch>`).
+
+    Returns:
+        The stories ranked by the articles seen in the period, then by size.
+    """
+    listed = [digest_story(story, members, since, until) for story in stories]
+    # Growth within the period first, then size: list_stories already orders by recent articles.
+    listed.sort(key=lambda story: (-story["recent_count"], -story["article_count"]))
+    return {
+        "title": title or (f"newswatch digest: {watch}" if watch else "newswatch digest"),
+        "since": since,
+        "until": until,
+        "watch": watch,
+        "generated_at": datetime.now(UTC),
+        "stories": listed,
+    }
 
 
 def _stories(digest: dict) -> list[dict]:
@@ -212,7 +258,7 @@ def render_digest(digest: dict, format: str) -> str:
 
 
 def digest_message(digest: dict) -> AlertMessage:
-    """The digest as a message for `extract.notify.deliver`.
+    """The digest as a message for `monitoring.delivery.deliver`.
 
     Args:
         digest: The digest, shaped as the module docstring describes.
