@@ -1,7 +1,7 @@
 """From publication to webhook: how long an alert takes under `newswatch serve --interval N`.
 
-Everything runs on 127.0.0.1: a feed server (`tests.http_server.LocalServer`, RSS 2.0 with an
-ETag, so unchanged polls cost a 304), a webhook receiver (`tests.receivers.WebhookReceiver`) and
+Everything runs on 127.0.0.1: a feed server (`bench.http_server.LocalServer`, RSS 2.0 with an
+ETag, so unchanged polls cost a 304), a webhook receiver (`bench.receivers.WebhookReceiver`) and
 `newswatch serve --interval N` on a fresh database (its own Prefect server on a free port), with
 `NEWSWATCH_ALLOW_PRIVATE_NETWORKS=1`, `NEWSWATCH_FETCH_HOST_DELAY=0` and a poll interval of the
 feed shorter than the schedule's, so every run polls it. Before the service starts, the feed
@@ -100,7 +100,7 @@ class Feed:
                 f"{paragraphs}</article></body></html>").encode()
 
     def install(self, server) -> None:
-        from tests.http_server import respond
+        from bench.http_server import respond
 
         def feed(request):
             xml, etag, guids = self.body()
@@ -140,8 +140,8 @@ def _title_and_text(doc: dict) -> tuple[str, str]:
 
 
 def run(args) -> dict:
-    from tests.http_server import LocalServer
-    from tests.receivers import WebhookReceiver
+    from bench.http_server import LocalServer
+    from bench.receivers import WebhookReceiver
 
     docs = read_docs(args.data)
     rng = random.Random(args.seed)

@@ -4,7 +4,7 @@ Everything runs on 127.0.0.1. `newswatch serve --interval S` (default 30 s) runs
 database with its own Prefect server on a free port, `NEWSWATCH_ALLOW_PRIVATE_NETWORKS=1`,
 `NEWSWATCH_FETCH_HOST_DELAY=0`, a feed poll interval shorter than the schedule's (every run polls
 every healthy feed) and the maintenance run every `--maintenance-cron` (default every 10 minutes
-instead of daily). One local site (`tests.http_server.LocalServer`) serves, with ETags (a 304
+instead of daily). One local site (`bench.http_server.LocalServer`) serves, with ETags (a 304
 when unchanged):
 
 - `--feeds` news feeds (5) that gain `--per-minute` entries (2) every minute and list the newest
@@ -22,7 +22,7 @@ when unchanged):
 One watch, added before the service starts with
 `newswatch add-watch soak --query soakprobe --notify json://127.0.0.1:PORT/hook`, matches the
 entries of `--probe-topics` ECB+ topics (their pages end with the word); the webhook receiver
-(`tests.receivers.WebhookReceiver`) answers every `--fail-every`-th request (3rd) with 500, so
+(`bench.receivers.WebhookReceiver`) answers every `--fail-every`-th request (3rd) with 500, so
 deliveries are retried on later runs (`NEWSWATCH_ALERT_RETRY_SECONDS`, default 60 s, doubling).
 Publishing stops `--drain` minutes before the end, so the last entries, the flaky feed's backlog
 and the delivery retries can complete.
@@ -167,7 +167,7 @@ class Site:
                 "<footer>Soak Times, a bench site. Subscribe to our newsletter.</footer></body></html>").encode()
 
     def install(self) -> None:
-        from tests.http_server import respond
+        from bench.http_server import respond
 
         def feed(request) -> None:
             name = request.path.split("?")[0].rsplit("/", 1)[-1].removesuffix(".xml")
@@ -220,7 +220,7 @@ class Site:
 
 def flaky_receiver(fail_every: int):
     """A `WebhookReceiver` that answers every `fail_every`-th request with 500 (deliveries to it are sequential)."""
-    from tests.receivers import WebhookReceiver
+    from bench.receivers import WebhookReceiver
 
     class FlakyReceiver(WebhookReceiver):
         def __init__(self) -> None:
@@ -309,7 +309,7 @@ def prefect_run_states(api_url: str) -> dict[str, int]:
 
 
 def run(args) -> dict:
-    from tests.http_server import LocalServer
+    from bench.http_server import LocalServer
 
     rng = random.Random(args.seed)
     docs = read_docs(args.data)
