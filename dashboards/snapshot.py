@@ -26,7 +26,9 @@ from flows.settings import Settings, load_settings, settings_error_message
 from warehouse.connection import DEFAULT_MEMORY_LIMIT, WarehouseBusy, WarehouseError, open_warehouse
 
 CACHE_SECONDS = 30
-DEFAULT_LOCK_WAIT_SECONDS = 10.0
+# A page waits less for a run holding the file than a command does (warehouse.connection.DEFAULT_LOCK_WAIT_SECONDS,
+# 30 s): a reader looking at the screen gets the last good answer sooner.
+PAGE_LOCK_WAIT_SECONDS = 10.0
 LAST_GOOD_ENTRIES = 64
 
 
@@ -39,7 +41,7 @@ class Source:
     """
 
     path: Path
-    lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS
+    lock_wait: float = PAGE_LOCK_WAIT_SECONDS
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     settings_error: str | None = None
 
@@ -81,7 +83,7 @@ def read_arguments(argv: list[str]) -> tuple[Source, Settings]:
     try:
         lock_wait = max(0.0, float(arguments.lock_wait))
     except (TypeError, ValueError):  # absent or not a number: the default, not a crashed page
-        lock_wait = DEFAULT_LOCK_WAIT_SECONDS
+        lock_wait = PAGE_LOCK_WAIT_SECONDS
     try:
         settings = load_settings(db=arguments.db)
     except ValidationError as error:

@@ -29,7 +29,8 @@ app = typer.Typer(
 
 # In this order in `newswatch --help`.
 app.command("run")(ingest.run)
-app.command("clusters")(reading.clusters)
+app.command("stories")(reading.stories_command)
+app.command("clusters", hidden=True)(reading.stories_command)  # its earlier name, still accepted
 app.command("reextract")(ingest.reextract)
 app.command("add-feed")(feeds.add_feed_command)
 app.command("remove-feed")(feeds.remove_feed_command)

@@ -56,12 +56,12 @@ def test_database_that_is_not_duckdb_is_left_alone(tmp_path, seeds_copy):
     assert db.read_bytes() == before
 
 
-def test_clusters_without_database(tmp_path):
-    assert_one_line_error(newswatch("clusters", "--db", str(tmp_path / "x.duckdb")), "does not exist")
+def test_stories_without_database(tmp_path):
+    assert_one_line_error(newswatch("stories", "--db", str(tmp_path / "x.duckdb")), "does not exist")
 
 
 def test_invalid_setting_from_environment(tmp_path):
-    result = newswatch("clusters", "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_STORY_THRESHOLD": "high"})
+    result = newswatch("stories", "--db", str(tmp_path / "x.duckdb"), env={"NEWSWATCH_STORY_THRESHOLD": "high"})
     assert_one_line_error(result, "NEWSWATCH_STORY_THRESHOLD")
 
 
@@ -80,13 +80,15 @@ def test_run_skips_bad_files_and_prints_the_story(tmp_path, seeds_copy):
     assert "Traceback" not in result.stderr
     assert "new articles 3 (1 duplicates), new stories 1" in result.stdout
     assert "DUPLICATE" in result.stdout and "rewrite" in result.stdout
-    listed = newswatch("clusters", "--db", str(db))
+    listed = newswatch("stories", "--db", str(db))
     assert listed.returncode == 0
     assert "1 most recent stories" in listed.stdout and listed.stdout.count("DUPLICATE") == 1
+    assert newswatch("clusters", "--db", str(db)).stdout == listed.stdout  # the command's earlier name
+    assert "clusters" not in newswatch("--help").stdout
 
 
 def test_default_database_comes_from_the_environment(tmp_path):
-    result = newswatch("clusters", env={"NEWSWATCH_DB": str(tmp_path / "env.duckdb")})
+    result = newswatch("stories", env={"NEWSWATCH_DB": str(tmp_path / "env.duckdb")})
     assert_one_line_error(result, str(tmp_path / "env.duckdb"))
 
 
@@ -250,7 +252,7 @@ def test_special_files_are_refused_in_one_line(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert_one_line_error(newswatch("run", "--fixtures", str(SEEDS), "--db", str(fifo)), "not a regular file")
-    assert_one_line_error(newswatch("clusters", "--db", "/dev/null"), "not a regular file")
+    assert_one_line_error(newswatch("stories", "--db", "/dev/null"), "not a regular file")
     assert_one_line_error(newswatch("import-opml", str(fifo), "--db", str(tmp_path / "x.duckdb")), "not a regular file")
     assert_one_line_error(newswatch("add-feed", "https://example.org/feed", "--db", "/etc/passwd/x.duckdb"), "Not a directory")
 

@@ -210,7 +210,7 @@ def test_db_argument_wins_over_the_environment(seeded, tmp_path, monkeypatch):
 
     assert snapshot.source_from_arguments([]) == snapshot.Source(tmp_path / "elsewhere.duckdb", 10.0)
     assert snapshot.source_from_arguments(["--db", "x.duckdb", "--lock-wait", "2.5"]) == snapshot.Source(Path("x.duckdb"), 2.5)
-    assert snapshot.source_from_arguments(["--lock-wait", "soon"]).lock_wait == snapshot.DEFAULT_LOCK_WAIT_SECONDS
+    assert snapshot.source_from_arguments(["--lock-wait", "soon"]).lock_wait == snapshot.PAGE_LOCK_WAIT_SECONDS
 
 
 # Story detail

@@ -175,6 +175,7 @@ def _registered_commands() -> set[str]:
     return {
         command.name or command.callback.__name__.replace("_", "-")
         for command in app.registered_commands
+        if not command.hidden  # an earlier name still accepted (`clusters`)
     }
 
 
@@ -193,7 +194,7 @@ def test_sections_quoted_in_the_code_exist():
     """A comment that cites a section of the README or BENCHMARKS.md by its quoted name names a heading there."""
     quote = re.compile(r"\((README|BENCHMARKS)(?:\.md)?, \"([^\"]+)\"\)")
     sources = [
-        path for folder in ("extract", "flows", "warehouse", "dashboards", "bench", "tests", "docker")
+        path for folder in ("extract", "monitoring", "reading", "flows", "warehouse", "dashboards", "bench", "tests", "docker")
         for path in (ROOT / folder).rglob("*") if path.is_file() and path.suffix in {".py", ""}
     ] + [ROOT / "Dockerfile", ROOT / "compose.yaml"]
     missing = []

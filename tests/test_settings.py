@@ -173,7 +173,7 @@ def test_the_command_line_exits_0_or_says_one_line_whatever_the_environment(tmp_
     before = db.read_bytes()
     environment = {**os.environ, "NEWSWATCH_DB": str(db), variable: value}
     # Commands that read, then one that writes: a refusal leaves the database as it was.
-    for command in (["feeds"], ["clusters"], ["watches"], ["add-feed", "https://news.example/other.xml"]):
+    for command in (["feeds"], ["stories"], ["watches"], ["add-feed", "https://news.example/other.xml"]):
         # In the example's folder: a relative NEWSWATCH_DB or other path lands there.
         result = subprocess.run([sys.executable, "-m", "flows.cli", *command], capture_output=True, text=True, cwd=folder,
                                 env=environment, timeout=300)

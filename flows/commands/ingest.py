@@ -18,7 +18,7 @@ from flows.commands.common import (
     reported_errors,
 )
 from flows.commands.database import check_run_can_start, open_database
-from flows.commands.reading import print_clusters
+from flows.commands.reading import print_stories
 from flows.disk import disk_failure
 from flows.feed_list import import_feed_file
 from flows.log_filters import quiet_reported_errors
@@ -135,7 +135,7 @@ def _print_run_summary(summary, fixtures: Path | None, settings) -> None:
             f"alerts: {summary.alerts} new, {summary.delivered} delivered, {summary.delivery_failures} not delivered "
             "(retried by later runs; see `newswatch watches`)"
         )
-    print_clusters(settings)
+    print_stories(settings)
 
 
 def reextract(

@@ -26,16 +26,16 @@ from flows.commands.database import open_database
 from warehouse.queries import list_stories, story_articles
 
 
-def clusters(
+def stories_command(
     db: DbOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many stories to show.")] = 20,
 ) -> None:
     """Print the most recent stories with their articles, marking duplicates.
 
-    Example: newswatch clusters --db newswatch.duckdb --limit 10
+    Example: newswatch stories --db newswatch.duckdb --limit 10
     """
     settings = command_settings(db=db)
-    print_clusters(settings, limit)
+    print_stories(settings, limit)
 
 
 def search_command(
@@ -195,7 +195,7 @@ def export_command(
     console.print(f"wrote {table.num_rows} articles to {escape(str(output))}")
 
 
-def print_clusters(settings, limit: int = 20) -> None:
+def print_stories(settings, limit: int = 20) -> None:
     db = settings.db
     with open_database(settings, read_only=True) as connection:
         stories = list_stories(connection, limit)
