@@ -116,6 +116,10 @@ def test_feed_list_commands(tmp_path):
     exported = newswatch("export-opml", "--db", db)
     assert exported.returncode == 0
     assert exported.stdout.count("xmlUrl=") == 2
+    to_file = tmp_path / "[bold]feeds.opml"  # a file name is shown as text, not as console markup
+    written = newswatch("export-opml", "-o", str(to_file), "--db", db)
+    assert written.returncode == 0 and f"wrote 2 feeds to {to_file}" in written.stdout.replace("\n", "")
+    assert to_file.read_text(encoding="utf-8").strip() == exported.stdout.strip()
 
     assert newswatch("remove-feed", "https://other.example.net/feed", "--db", db).returncode == 0
     assert_one_line_error(newswatch("remove-feed", "https://other.example.net/feed", "--db", db), "no feed")

@@ -42,6 +42,21 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def print_or_write(text: str, output: Path | None, written: str, *, newline: bool = True) -> None:
+    """Print `text`, or write it to `output` and say so (`written`, e.g. "3 feeds", is shown as plain text).
+
+    One line and exit 2 when the file cannot be written.
+    """
+    if output is None:
+        typer.echo(text, nl=newline)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        fail(f"cannot write {output}: {error.strerror or error}")
+    console.print(f"wrote {written} to {output}", markup=False, highlight=False)
+
+
 def command_settings(**overrides):
     """The settings with a command's options applied; one line and exit 2 when they are invalid."""
     try:

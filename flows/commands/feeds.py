@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.commands.common import DbOption, command_settings, console, fail, reported_errors, short_date
+from flows.commands.common import DbOption, command_settings, console, fail, print_or_write, reported_errors, short_date
 from flows.commands.database import check_database, open_database
 from flows.feed_list import import_feed_file
 from reading.feeds import feed_health
@@ -94,14 +94,7 @@ def export_opml_command(
     with open_database(settings, read_only=True) as connection:
         feeds = list_feeds(connection)
     document = write_opml([OpmlFeed(feed.url, feed.name) for feed in feeds])
-    if output is None:
-        typer.echo(document)
-    else:
-        try:
-            output.write_text(document, encoding="utf-8")
-        except OSError as error:
-            fail(f"cannot write {output}: {error.strerror or error}")
-        console.print(f"wrote {len(feeds)} feeds to {output}")
+    print_or_write(document, output, f"{len(feeds)} feeds")
 
 
 def feeds_command(db: DbOption = None) -> None:

@@ -18,6 +18,7 @@ from flows.commands.common import (
     console,
     fail,
     period_start,
+    print_or_write,
     reported_errors,
     search_index_errors,
     short_date,
@@ -118,14 +119,7 @@ def digest_command(
     except UnknownWatch as error:
         fail(str(error))
     text = render_digest(digest, format)
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as error:
-            fail(f"cannot write {output}: {error.strerror or error}")
-        console.print(f"wrote a digest of {len(digest['stories'])} stories to {escape(str(output))}")
+    print_or_write(text, output, f"a digest of {len(digest['stories'])} stories", newline=False)
     failed = False
     for url in urls:
         outcome = deliver(url, digest_message(digest), allow_private_networks=settings.allow_private_networks,
