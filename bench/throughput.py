@@ -10,10 +10,14 @@ process as it arrives, and, on OpenVINO, embed each article in a thread as soon 
 It prints articles/s end to end and per stage, the embed-only ceiling (the same texts through
 the embedder alone, model already loaded), a second no-op run (all feeds answer 304) as stages
 and through the Prefect flow (`--no-flow`: not through the flow), the embedding backend and
-device in use, and the peak RSS of the process and of its largest extraction worker.
+device in use, and the peak RSS of the process and of its largest extraction worker. With
+`--cli`, the same pages then go through `newswatch run` as people run it (`bench/cli_run.py`:
+the command on a new database, timed from its start to its exit, with Prefect's temporary server
+and the model load), reported beside the stages' figure and as a ratio to the embed-only ceiling.
 
 Example:
     python bench/throughput.py --data ../shared/eval/A1_scrapinghub_aeb/dev --articles 1000 --feeds 20
+    python bench/throughput.py --data ../shared/eval/A1_scrapinghub_aeb/dev --articles 1171 --feeds 10 --no-flow --cli
 """
 
 import argparse
@@ -122,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host-delay", type=float, default=0.0,
                         help="seconds between two requests to the (one) local host, as polite fetching waits")
     parser.add_argument("--no-flow", action="store_true", help="skip the no-op run through the Prefect flow")
+    parser.add_argument(
+        "--cli", action="store_true",
+        help="then `newswatch run` on the same pages as people run it (bench/cli_run.py: the command, start to exit, "
+             "on a new database), reported beside the stages' figure",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
         "--feed-metadata", action="store_true",
@@ -272,6 +281,20 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mib": round(peak_rss_mib()),
         "peak_rss_mib_largest_worker": round(worker_rss),
     }
+    if args.cli:  # the same pages through the command, in a process of its own, after this one's work
+        from argparse import Namespace
+
+        import cli_run
+
+        with tempfile.TemporaryDirectory() as scratch:
+            command = cli_run.feed_run(
+                Namespace(data=args.data, articles=args.articles, feeds=args.feeds, log=None, noop=0), Path(scratch)
+            )
+        result["cli_articles_stored"] = command["articles_stored"]
+        result["cli_wall_seconds"] = command["wall_seconds"]
+        result["cli_end_to_end_articles_per_second"] = command["articles_per_second"]
+        result["cli_to_ceiling_ratio"] = round(command["articles_per_second"] / ceiling, 2) if ceiling else None
+        result["cli_peak_rss_mib"] = command["peak_rss_mib_command_or_child"]
     if args.json:
         print(json.dumps(result))
     else:
