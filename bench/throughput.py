@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
 
         import cli_run
 
-        with tempfile.TemporaryDirectory() as scratch:
+        # The command's own peak, sampled (RUSAGE_CHILDREN would charge it this process's RSS at the fork).
+        with tempfile.TemporaryDirectory() as scratch, ChildPeakRss() as command_rss:
             command = cli_run.feed_run(
                 Namespace(data=args.data, articles=args.articles, feeds=args.feeds, log=None, noop=0), Path(scratch)
             )
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         result["cli_wall_seconds"] = command["wall_seconds"]
         result["cli_end_to_end_articles_per_second"] = command["articles_per_second"]
         result["cli_to_ceiling_ratio"] = round(command["articles_per_second"] / ceiling, 2) if ceiling else None
-        result["cli_peak_rss_mib"] = command["peak_rss_mib_command_or_child"]
+        result["cli_peak_rss_mib"] = round(command_rss.peak_kib / 1024)
     if args.json:
         print(json.dumps(result))
     else:
