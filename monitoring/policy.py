@@ -77,7 +77,7 @@ def decide_alerts(candidates: Iterable[AlertCandidate], now: datetime, developin
                 decided.append(DecidedAlert(alert_id_for(watch_id, story_id, "new"), watch_id, story_id, "new"))
         elif (candidate.article_count >= developing_factor * candidate.last_article_count
               and today not in candidate.developing_days):
-            day = f"{now:%Y-%m-%d}"
+            day = today.isoformat()  # the UTC day the once-a-day rule counts, as the id says it
             decided.append(DecidedAlert(alert_id_for(watch_id, story_id, "developing", day), watch_id, story_id,
                                         "developing"))
     return decided
