@@ -65,6 +65,44 @@ def no_network():
     socket.getaddrinfo = real
 
 
+_SHARED_SERVER = None
+
+
+def pytest_configure(config):
+    """One Prefect server per test process, in PREFECT_API_URL for the flows tests run and the commands they start.
+
+    Without it each `newswatch run` a test starts would start Prefect's temporary server (seconds
+    of CPU each). Tests of the temporary server's own behaviour set PREFECT_API_URL to "".
+    Not in pytest-xdist's controlling process (its workers run the tests), nor when
+    PREFECT_API_URL is already set or NEWSWATCH_TEST_SHARED_PREFECT=0.
+    """
+    global _SHARED_SERVER
+    controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    if controller or os.environ.get("PREFECT_API_URL") or os.environ.get("NEWSWATCH_TEST_SHARED_PREFECT") == "0":
+        return
+    import socket
+    import tempfile
+
+    from flows.service import start_prefect_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = Path(tempfile.mkdtemp(prefix="newswatch-test-prefect-"))
+    _SHARED_SERVER = (start_prefect_server(home, port), home)
+    os.environ["PREFECT_API_URL"] = _SHARED_SERVER[0].api_url
+
+
+def pytest_unconfigure(config):
+    global _SHARED_SERVER
+    if _SHARED_SERVER is not None:
+        server, home = _SHARED_SERVER
+        _SHARED_SERVER = None
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(items):
     """A test on a Prefect server is slow (the server takes seconds to start, the flows more)."""
     for item in items:
@@ -74,7 +112,13 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="module")
 def prefect_server():
-    """A temporary Prefect server for the flows of one test module (`usefixtures` or autouse there)."""
+    """A Prefect server for the flows of one test module (`usefixtures` or autouse there).
+
+    The test process's shared server when there is one (`pytest_configure`), else a temporary one.
+    """
+    if _SHARED_SERVER is not None:
+        yield
+        return
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

@@ -65,7 +65,7 @@ def test_invalid_setting_from_environment(tmp_path):
     assert_one_line_error(result, "NEWSWATCH_STORY_THRESHOLD")
 
 
-@pytest.mark.slow  # runs a flow on Prefect's temporary server
+@pytest.mark.slow  # runs a flow on a Prefect server
 def test_run_skips_bad_files_and_prints_the_story(tmp_path, seeds_copy):
     folder = seeds_copy(ORIGINAL, REWRITE, OTHER)
     (folder / "empty.txt").write_text("")
@@ -193,7 +193,7 @@ def test_a_missing_gpu_is_one_line(tmp_path):
 SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 
 
-@pytest.mark.slow  # runs a flow on Prefect's temporary server
+@pytest.mark.slow  # runs a flow on a Prefect server
 def test_a_truncated_database_is_one_line_and_left_as_it_is(tmp_path):
     db = tmp_path / "nw.duckdb"
     made = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db))
@@ -220,7 +220,7 @@ def test_a_model_that_is_not_a_model_is_one_line(tmp_path):
     assert_one_line_error(result, "neither a local folder nor in the Hugging Face cache")
 
 
-@pytest.mark.slow  # runs a flow on Prefect's temporary server
+@pytest.mark.slow  # runs a flow on a Prefect server
 def test_a_model_that_fails_to_load_in_the_flow_gives_no_traceback(tmp_path):
     model = tmp_path / "model"
     model.mkdir()

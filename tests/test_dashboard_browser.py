@@ -341,8 +341,11 @@ def served(chromium_executable, http_server, tmp_path_factory) -> tuple[Path, st
         # The model loads while Prefect's temporary server starts: both take seconds.
         threading.Thread(target=get_embedder(Settings()).load, daemon=True).start()
         add_seeds_watch(db)
-        with prefect_test_harness(server_startup_timeout=120):
+        if os.environ.get("PREFECT_API_URL"):  # the test process's shared server (conftest)
             ingest_fixtures(SEEDS, db, Settings())
+        else:
+            with prefect_test_harness(server_startup_timeout=120):
+                ingest_fixtures(SEEDS, db, Settings())
         add_feed_health_and_runs(db)
         add_hostile_rows(db, http_server.base_url)
         sync_search_index(db, Settings())  # the next run's job: the hostile rows were written directly

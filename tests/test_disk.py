@@ -72,7 +72,7 @@ def _stored(db: Path) -> tuple[int, int]:
         return connection.execute("SELECT count(*), count(DISTINCT url) FROM articles").fetchone()
 
 
-@pytest.mark.slow  # two runs of 240 articles, on Prefect's temporary server
+@pytest.mark.slow  # two runs of 240 articles on a Prefect server
 def test_a_full_disk_stops_the_run_in_one_line_and_the_next_run_completes(tmp_path, small_disk):
     articles = tmp_path / "articles"
     _articles(articles)

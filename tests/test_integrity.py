@@ -168,7 +168,7 @@ def _one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str
     return lines[0]
 
 
-@pytest.mark.slow  # newswatch processes and a flow on Prefect's temporary server
+@pytest.mark.slow  # newswatch processes and a flow on a Prefect server
 def test_ten_feeds_added_one_by_one_then_a_run(tmp_path):
     port = closed_port()
     db = tmp_path / "d.duckdb"
@@ -182,7 +182,7 @@ def test_ten_feeds_added_one_by_one_then_a_run(tmp_path):
     assert "polled 10 feeds" in result.stdout and "10 fetch failures" in result.stdout
 
 
-@pytest.mark.slow  # newswatch processes and a flow on Prefect's temporary server
+@pytest.mark.slow  # newswatch processes and a flow on a Prefect server
 def test_a_database_cut_short_is_refused_in_one_line_with_nothing_written(tmp_path):
     db = tmp_path / "nw.duckdb"
     made = newswatch("run", "--fixtures", str(SEEDS), "--db", str(db))

@@ -191,7 +191,7 @@ def _upper_bound(name: str):
     return bound
 
 
-@pytest.mark.slow  # a feed run on Prefect's temporary server
+@pytest.mark.slow  # a feed run on a Prefect server
 def test_a_feed_run_with_every_number_at_its_upper_bound(tmp_path, seed_site):
     # Waits a user asks for are left out: a minimum of an hour between requests to one host.
     waits = {"fetch_host_delay"}

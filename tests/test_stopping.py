@@ -51,6 +51,7 @@ def environment(db: Path) -> dict:
     return {
         **os.environ,
         "NEWSWATCH_DB": str(db),
+        "PREFECT_API_URL": "",  # Prefect's temporary server, which must end with the run too
         "NEWSWATCH_ALLOW_PRIVATE_NETWORKS": "1",
         "NEWSWATCH_FETCH_HOST_DELAY": "0",
         "NEWSWATCH_FETCH_HOST_CONCURRENCY": "2",
