@@ -159,7 +159,21 @@ def test_any_value_of_any_variable_is_accepted_and_usable_or_refused_in_one_sent
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.slow  # a newswatch process per example
+_ONE_FEED: list[bytes] = []
+
+
+def _database_with_one_feed(tmp_path_factory) -> bytes:
+    """The bytes of a database holding one feed, made by `newswatch add-feed` once per test process."""
+    if not _ONE_FEED:
+        db = tmp_path_factory.mktemp("one-feed") / "nw.duckdb"
+        made = subprocess.run([sys.executable, "-m", "flows.cli", "add-feed", "https://news.example/feed.xml", "--db", str(db)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert made.returncode == 0, made.stderr
+        _ONE_FEED.append(db.read_bytes())
+    return _ONE_FEED[0]
+
+
+@pytest.mark.slow  # newswatch processes per example
 @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(variable=st.sampled_from(VARIABLES), value=VALUES)
 def test_the_command_line_exits_0_or_says_one_line_whatever_the_environment(tmp_path_factory, variable, value):
@@ -167,9 +181,7 @@ def test_the_command_line_exits_0_or_says_one_line_whatever_the_environment(tmp_
         return
     folder = tmp_path_factory.mktemp("env")
     db = folder / "nw.duckdb"
-    made = subprocess.run([sys.executable, "-m", "flows.cli", "add-feed", "https://news.example/feed.xml", "--db", str(db)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert made.returncode == 0, made.stderr
+    db.write_bytes(_database_with_one_feed(tmp_path_factory))
     before = db.read_bytes()
     environment = {**os.environ, "NEWSWATCH_DB": str(db), variable: value}
     # Commands that read, then one that writes: a refusal leaves the database as it was.
