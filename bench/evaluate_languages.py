@@ -70,8 +70,11 @@ def build_articles(translations: list[dict], documents: list[dict], pairs: list[
     """
     articles: dict[str, dict] = {}
 
+    def key_of(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
     def add(text: str, lang: str, source: str) -> str:
-        key = hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+        key = key_of(text)
         articles.setdefault(key, {"key": key, "lang": lang, "text": text, "source": source})
         return key
 
@@ -80,8 +83,11 @@ def build_articles(translations: list[dict], documents: list[dict], pairs: list[
         text = f"{title}\n\n{item['text']}" if title and not item["text"].startswith(title) else item["text"]
         add(text, item["lang"], f"translations:{item['doc_id']}")
     for item in documents:
-        add(item["src"], item["src_lang"], f"documents:{item['docid']}")
-        add(item["ref"], item["tgt_lang"], f"documents:{item['docid']}")
+        # A source translated twice (WMT lists en-ja and en-is under their own ids) is one document.
+        known = [articles[key]["source"] for key in (key_of(item["src"]), key_of(item["ref"])) if key in articles]
+        source = known[0] if known else f"documents:{item['docid']}"
+        add(item["src"], item["src_lang"], source)
+        add(item["ref"], item["tgt_lang"], source)
     scored = []
     for item in pairs:
         overall = float(item["overall"])

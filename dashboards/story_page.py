@@ -16,6 +16,7 @@ SIMILARITY_MEANINGS = {
     "exact": "same normalised text",
     "copy": "word 5-shingle Jaccard",
     "rewrite": "probability of the rewrite model",
+    "translation": "multilingual cosine",
 }
 
 

@@ -27,6 +27,7 @@ from flows.embedding import (
     embedding_model_key, lead_chunks, stored_or_embed, stored_whole_vectors, whole_model_key, whole_vectors,
 )
 from flows.settings import Settings
+from flows.translations import find_translations
 from warehouse.connection import open_warehouse
 from warehouse.load import ArticleRow, EmbeddingRow, LoadBatch, LoadResult, PageRow, load_batch
 from warehouse.lookups import stored_urls, stored_vectors, story_history, term_statistics
@@ -200,6 +201,11 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
                 counts.compared, len(prepared), counts.scored, counts.rewrites)
     if whole is not None and whole.embedded:
         logger.info("embedded %d whole articles for possible rewrites", whole.embedded)
+    translations = find_translations(prepared, duplicates, db, settings)
+    for article_id, match in list(duplicates.items()):  # a copy of what is now a translation: of its original
+        if match.original_id in translations.duplicates:
+            duplicates[article_id] = replace(match, original_id=translations.duplicates[match.original_id].original_id)
+    duplicates.update(translations.duplicates)
 
     stories = [
         Story(s.story_id, s.vector_sum.astype(np.float64), Counter(s.term_counts), s.first_seen_at, s.last_seen_at, set(s.member_ids))
@@ -231,10 +237,11 @@ def dedupe_and_cluster(prepared: list[PreparedArticle], db: Path, settings: Sett
         settings.cluster_rules(),
     )
     # A duplicate belongs to its original's story.
+    story_of.update(translations.story_of)
     story_of.update({article_id: a.story_id for article_id, a in assignments.items()})
     for article_id, match in duplicates.items():
         assignments[article_id] = StoryAssignment(story_of[match.original_id], match.similarity, False)
-    return Verdicts(duplicates, assignments, whole.rows if whole is not None else [])
+    return Verdicts(duplicates, assignments, (whole.rows if whole is not None else []) + translations.embeddings)
 
 
 def nearest_stored(connection, db: Path, vectors: np.ndarray, settings: Settings) -> list[set[str]]:

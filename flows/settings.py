@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from extract.cluster import ClusterRules
 from extract.dedupe import DedupeRules
 from extract.rewrites import load_model
+from extract.translations import TranslationRules
 from extract.embed import check_backend_and_device
 from warehouse.connection import DEFAULT_MEMORY_LIMIT
 
@@ -69,6 +70,9 @@ class Settings(BaseSettings):
     rewrite_probability: float = Field(0.4, ge=0, le=1, description="Probability (of the rewrite model) from which a pair that stands out is a rewrite.")
     rewrite_margin: float = Field(0.05, ge=0, le=1, description="How much closer a rewrite must be to its original than either is to any third article.")
     rewrite_model: Path | None = Field(None, description="A rewrite model file (JSON, as `bench/train_rewrites.py` writes it) to use instead of the packaged one.")
+    translations: bool = Field(True, description="Link an article to the article it translates (duplicate kind `translation`), with a multilingual model that runs only once articles in two of its languages are within a story window of each other.")
+    translation_similarity: float = Field(0.84, ge=0, le=1, description="Multilingual whole-text cosine from which two articles in different languages are one article translated.")
+    translation_similarity_with_numbers: float = Field(0.7, ge=0, le=1, description="The same cosine for a pair of which the text with fewer numbers (at least 3) has 70 % of them in the other.")
 
     # --- Stories ---
     story_threshold: float = Field(0.3, ge=0, le=1, description="Minimum article-to-story similarity to join a story rather than open one.")
@@ -224,6 +228,10 @@ class Settings(BaseSettings):
             language=self.term_language,
             model=load_model(self.rewrite_model) if self.rewrite_model else None,
         )
+
+    def translation_rules(self) -> TranslationRules:
+        """The cosine bars of a translation."""
+        return TranslationRules(high=self.translation_similarity, low=self.translation_similarity_with_numbers)
 
     def cluster_rules(self) -> ClusterRules:
         """The knobs of story assignment."""

@@ -27,7 +27,7 @@ strings with an offset, UTC)::
          "duplicate_of": null, "duplicate_kind": null,
          "duplicates": [                         # copies of this article folded under it
            {"title": "Storm hits coast", "url": "https://wire.example/x", "source": "Wire",
-            "kind": "copy"}]}                    # extract.dedupe: "url", "exact", "copy", "rewrite"
+            "kind": "copy"}]}                    # extract.dedupe: "url", "exact", "copy", "rewrite"; "translation"
       ]
     }
 
@@ -196,7 +196,7 @@ def _duplicates(article: dict) -> list[dict]:
     return [duplicate for duplicate in article.get("duplicates") or [] if isinstance(duplicate, dict)]
 
 
-_DUPLICATE_LABELS = {"url": "same page", "exact": "exact copy", "copy": "copy", "rewrite": "rewrite"}
+_DUPLICATE_LABELS = {"url": "same page", "exact": "exact copy", "copy": "copy", "rewrite": "rewrite", "translation": "translation"}
 
 
 def _duplicate_label(duplicate: dict) -> str:

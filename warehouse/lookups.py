@@ -216,3 +216,51 @@ def stored_vectors(
         [*vector_parameters, article_ids],
     )
     return {article_id: np.asarray(vector, dtype=np.float32) for article_id, vector in rows}
+
+
+@dataclass
+class WindowArticle:
+    """A stored article of the story window as translation detection sees it: its vector of `model`, if stored."""
+
+    article_id: str
+    original_id: str  # the article it duplicates, else itself
+    story_id: str
+    language: str
+    text_hash: str
+    vector: np.ndarray | None
+
+
+def window_languages(connection: duckdb.DuckDBPyConnection, since: datetime) -> set[str]:
+    """The languages of the articles seen since `since` (published, else ingested)."""
+    rows = execute(connection,
+        "SELECT DISTINCT language FROM articles WHERE language IS NOT NULL AND coalesce(published_at, ingested_at) >= ?",
+        [since],
+    )
+    return {language for (language,) in rows}
+
+
+def window_articles(
+    connection: duckdb.DuckDBPyConnection, since: datetime, languages: list[str], model: str
+) -> list[WindowArticle]:
+    """The articles in one of these languages seen since `since`, oldest first, with their stored vectors of `model`."""
+    rows = execute(connection,
+        """
+        SELECT a.article_id, coalesce(a.duplicate_of, a.article_id), a.story_id, a.language, a.text_hash, e.vector
+        FROM articles a LEFT JOIN embeddings e ON e.text_hash = a.text_hash AND e.model = ?
+        WHERE a.language IN (SELECT unnest(?::VARCHAR[])) AND coalesce(a.published_at, a.ingested_at) >= ?
+        ORDER BY coalesce(a.published_at, a.ingested_at), a.article_id
+        """,
+        [model, languages, since],
+    )
+    return [
+        WindowArticle(article_id, original_id, story_id, language, text_hash,
+                      None if vector is None else np.asarray(vector, dtype=np.float32))
+        for article_id, original_id, story_id, language, text_hash, vector in rows
+    ]
+
+
+def article_texts(connection: duckdb.DuckDBPyConnection, article_ids: list[str]) -> dict[str, str]:
+    """The stored texts of these articles."""
+    rows = execute(connection, "SELECT article_id, text FROM articles WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
+                   [article_ids])
+    return dict(rows)
